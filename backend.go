@@ -1,0 +1,104 @@
+package lock
+
+import (
+	"context"
+	"time"
+)
+
+// A Backend stores locks. It makes single attempts; the Mutex in front of it
+// owns everything else: retries, backoff and jitter, drift, the lease's
+// context and its renewal. Package memory and package rueidislock provide
+// backends.
+//
+// A Backend must be safe for concurrent use. Its methods must honour ctx,
+// and must not keep ctx after they return.
+type Backend interface {
+	// Acquire makes one attempt to take req.Key for req.TTL. If the key is
+	// held by another owner it returns a Result with Acquired false, and,
+	// when known, the time until the holder's key expires. An error means the
+	// backend could not decide; anything it set for the attempt must already
+	// be undone, or be undone by Release with the same Request.
+	Acquire(ctx context.Context, req Request) (Result, error)
+
+	// Extend sets the TTL of req.Key, held by req.Owner with req.Token, to
+	// req.TTL from now. It returns an error matching ErrNotHeld when the key
+	// is no longer held by that owner; it never takes a free key.
+	Extend(ctx context.Context, req Request) (Result, error)
+
+	// Release frees req.Key if req.Owner with req.Token holds it, and
+	// returns an error matching ErrNotHeld if not. It never frees another
+	// owner's key.
+	Release(ctx context.Context, req Request) error
+
+	// Close releases the backend's resources. Calls after Close return an
+	// error matching ErrClosed.
+	Close() error
+}
+
+// A Waiter is a Backend that can wait for a key to become free instead of
+// the Mutex sleeping between attempts: it wakes on a release (a direct
+// hand-off in process, a notification from a server) or at the holder's
+// expiry. The Mutex uses it when the Backend implements it.
+type Waiter interface {
+	// Wait makes attempts to take req.Key until it succeeds, until the key
+	// may have become free, until d has elapsed, or until ctx is done. It
+	// returns a Result with Acquired true if it took the key, and with
+	// Acquired false if the Mutex should make its next attempt.
+	Wait(ctx context.Context, req Request, d time.Duration) (Result, error)
+}
+
+// A Request describes one attempt, extension or release.
+type Request struct {
+	// Key is the backend key, namespace included.
+	Key string
+
+	// TTL is how long the key lives if it is not extended: a positive whole
+	// number of milliseconds.
+	TTL time.Duration
+
+	// Owner is the proof of ownership the backend chose: empty on the first
+	// attempt of an Acquire call, then the Owner of the previous Result, so
+	// that a backend can recognise a key its own earlier attempt set.
+	Owner string
+
+	// Token is the fencing token of the holder, for Extend and Release.
+	Token uint64
+
+	// Since is when the Acquire call began. Backends that queue waiters
+	// serve older calls first.
+	Since time.Time
+
+	// Deadline is when a grant from this attempt stops being useful:
+	// start + TTL - drift. A backend may give up on the attempt then.
+	Deadline time.Time
+
+	// Renew reports that the lease will be renewed for as long as it is
+	// held. A backend in the caller's own process may then keep the key
+	// without expiry until Release, and report Result.Pinned.
+	Renew bool
+}
+
+// A Result is the outcome of an attempt or an extension.
+type Result struct {
+	// Acquired reports whether the key is held for the request's owner.
+	Acquired bool
+
+	// Token is the fencing token of the grant: it strictly increases across
+	// the successive holders of a key.
+	Token uint64
+
+	// Owner is the proof of ownership to pass in later Requests.
+	Owner string
+
+	// Start is when the grant's TTL began to run, if the backend knows it
+	// better than the caller (a hand-off during Wait); zero otherwise.
+	Start time.Time
+
+	// Pinned reports that the backend holds the key until Release without
+	// renewal, as the memory backend does for a Request with Renew set.
+	Pinned bool
+
+	// HolderTTL is, when Acquired is false, the time until the current
+	// holder's key expires, or zero if unknown.
+	HolderTTL time.Duration
+}

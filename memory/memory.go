@@ -1,0 +1,447 @@
+// Package memory provides a lock.Backend that keeps locks in the memory of
+// one process: zero setup, for programs that run as one process, for tests,
+// and for examples.
+//
+// Keys are spread over shards, each with its own mutex, so that unrelated
+// keys do not contend. A release hands the key to a waiter directly, with
+// no polling; keys expire without a background goroutine, checked when they
+// are next used; and an unused key costs no memory. Fencing tokens come from a
+// per-shard counter, so they strictly increase for each key even after the
+// key's state was freed.
+//
+// A waiter is served in the order its Acquire call began. As with
+// sync.Mutex, a caller arriving while the key is free may take it ahead of a
+// waiter that was just woken, which keeps a hot key fast; a waiter that has
+// waited longer than a millisecond is handed the key directly instead, so no
+// waiter starves.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/leaselock/lock"
+)
+
+// DefaultShards is the number of shards of a Backend.
+const DefaultShards = 64
+
+// starveAfter is how long a waiter may wait before a release hands it the
+// key directly, instead of waking it to compete with new arrivals.
+const starveAfter = time.Millisecond
+
+// maxSpare is how many unused entries a shard keeps for reuse.
+const maxSpare = 64
+
+// A Backend keeps locks in memory. Create one with New; it is safe for
+// concurrent use.
+type Backend struct {
+	seed   maphash.Seed
+	mask   uint64
+	shards []shard
+}
+
+var (
+	_ lock.Backend = (*Backend)(nil)
+	_ lock.Waiter  = (*Backend)(nil)
+)
+
+// An Option configures a Backend.
+type Option func(*config)
+
+type config struct{ shards int }
+
+// WithShards sets the number of shards, a power of two.
+// Default: DefaultShards.
+func WithShards(n int) Option {
+	return func(c *config) { c.shards = n }
+}
+
+// New returns a Backend. It fails only on a bad option.
+func New(opts ...Option) (*Backend, error) {
+	c := config{shards: DefaultShards}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.shards <= 0 || c.shards&(c.shards-1) != 0 {
+		return nil, lock.Invalid("WithShards", c.shards, "must be a power of two")
+	}
+	b := &Backend{seed: maphash.MakeSeed(), mask: uint64(c.shards - 1), shards: make([]shard, c.shards)}
+	for i := range b.shards {
+		b.shards[i].entries = make(map[string]*entry)
+	}
+	return b, nil
+}
+
+// shard is a part of the key space with its own mutex.
+type shard struct {
+	mu      sync.Mutex
+	entries map[string]*entry // held keys, and free keys with waiters
+	spare   []*entry          // unused entries, for reuse
+	token   uint64            // the last fencing token granted here
+	peak    int               // most entries since the map was made
+	closed  bool
+	_       [64]byte // keeps neighbouring shards off one cache line
+}
+
+// entry is the state of one key.
+type entry struct {
+	token   uint64    // the holder's fencing token; 0 when free
+	expires time.Time // when the holder's key expires; zero: not before Release
+	waiters []*waiter // waiting Acquire calls, oldest first
+	woken   bool      // a waiter was woken to try and has not tried yet
+}
+
+// waiter is one Wait call queued on a key.
+type waiter struct {
+	req    lock.Request
+	ready  chan struct{} // receives once per hand-off, wake-up or Close
+	woken  bool          // woken to try again
+	handed bool          // res holds a grant made by a release
+	closed bool          // the backend was closed
+	res    lock.Result
+}
+
+func (b *Backend) shard(key string) *shard {
+	return &b.shards[maphash.String(b.seed, key)&b.mask]
+}
+
+// Acquire makes one attempt to take req.Key.
+func (b *Backend) Acquire(_ context.Context, req lock.Request) (lock.Result, error) {
+	s := b.shard(req.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return lock.Result{}, lock.ErrClosed
+	}
+	return s.tryLocked(req), nil
+}
+
+// Wait waits for req.Key up to d, queued behind older Acquire calls.
+func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (lock.Result, error) {
+	s := b.shard(req.Key)
+	w := &waiter{req: req, ready: make(chan struct{}, 1)}
+	end := time.Now().Add(d)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		if s.closed || w.closed {
+			s.mu.Unlock()
+			return lock.Result{}, lock.ErrClosed
+		}
+		if w.woken {
+			w.woken = false
+			if e := s.entries[req.Key]; e != nil {
+				e.woken = false
+			}
+		}
+		now := time.Now()
+		res := s.tryLocked(req)
+		if res.Acquired {
+			s.mu.Unlock()
+			res.Start = now
+			return res, nil
+		}
+		e := s.entries[req.Key] // present: the key is held
+		e.enqueue(w)
+		wake := end.Sub(now)
+		if !e.expires.IsZero() {
+			wake = min(wake, e.expires.Sub(now))
+		}
+		s.mu.Unlock()
+
+		if timer == nil {
+			timer = time.NewTimer(wake)
+		} else {
+			timer.Reset(wake)
+		}
+		var done bool
+		select {
+		case <-w.ready:
+		case <-timer.C:
+			done = !time.Now().Before(end)
+		case <-ctx.Done():
+			done = true
+		}
+		s.mu.Lock()
+		if w.handed {
+			// A release handed the key over, perhaps as ctx ended: the
+			// caller gives it back in that case.
+			s.mu.Unlock()
+			return w.res, nil
+		}
+		if done {
+			s.leaveLocked(req.Key, w)
+			s.mu.Unlock()
+			return res, nil
+		}
+		// Woken, or the holder's key expired: try again, queued afresh.
+		if e := s.entries[req.Key]; e != nil {
+			e.remove(w)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Extend sets the TTL of a key held by req.Token.
+func (b *Backend) Extend(_ context.Context, req lock.Request) (lock.Result, error) {
+	s := b.shard(req.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return lock.Result{}, lock.ErrClosed
+	}
+	e := s.entries[req.Key]
+	if e == nil || e.token != req.Token {
+		return lock.Result{}, notHeld(req.Key)
+	}
+	if e.expires.IsZero() {
+		return lock.Result{Acquired: true, Token: e.token, Pinned: true}, nil
+	}
+	now := time.Now()
+	if !now.Before(e.expires) {
+		// Expired, if not yet taken: extending it would resurrect it.
+		s.releaseLocked(req.Key, e, now)
+		return lock.Result{}, notHeld(req.Key)
+	}
+	e.expires = now.Add(req.TTL)
+	return lock.Result{Acquired: true, Token: e.token}, nil
+}
+
+// Release frees a key held by req.Token.
+func (b *Backend) Release(_ context.Context, req lock.Request) error {
+	s := b.shard(req.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return lock.ErrClosed
+	}
+	e := s.entries[req.Key]
+	if e == nil || e.token != req.Token {
+		return notHeld(req.Key)
+	}
+	s.releaseLocked(req.Key, e, time.Time{})
+	return nil
+}
+
+// Close drops every key and wakes every waiter with lock.ErrClosed.
+func (b *Backend) Close() error {
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		s.closed = true
+		for _, e := range s.entries {
+			for _, w := range e.waiters {
+				w.closed = true
+				w.signal()
+			}
+		}
+		s.entries = nil
+		s.spare = nil
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Len returns the number of keys the backend holds state for: held keys and
+// keys with waiters. It is zero once every lease has ended.
+func (b *Backend) Len() int {
+	n := 0
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		n += len(s.entries)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// tryLocked takes req.Key if it is free, or reports its holder's TTL.
+func (s *shard) tryLocked(req lock.Request) lock.Result {
+	e := s.entries[req.Key]
+	if e == nil {
+		e = s.newEntry()
+		s.entries[req.Key] = e
+		if len(s.entries) > s.peak {
+			s.peak = len(s.entries)
+		}
+		return s.grantLocked(e, req)
+	}
+	var now time.Time
+	if e.token != 0 && !e.expires.IsZero() {
+		now = time.Now()
+		if !now.Before(e.expires) {
+			// The holder's key has expired: free it, as a release would.
+			s.releaseLocked(req.Key, e, now)
+		}
+	}
+	if e.token != 0 {
+		res := lock.Result{}
+		if !e.expires.IsZero() {
+			res.HolderTTL = e.expires.Sub(now)
+		}
+		return res
+	}
+	// The key is free while waiters are queued: one of them was woken to
+	// compete for it. A caller may take it ahead of them, unless the oldest
+	// has waited long enough to starve and began before the caller.
+	if len(e.waiters) > 0 {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if w := e.waiters[0]; now.Sub(w.req.Since) >= starveAfter && w.req.Since.Before(req.Since) {
+			s.handLocked(e, e.popHead(), now)
+			return lock.Result{}
+		}
+	}
+	return s.grantLocked(e, req)
+}
+
+// grantLocked gives e to req with a new fencing token.
+func (s *shard) grantLocked(e *entry, req lock.Request) lock.Result {
+	s.token++
+	e.token = s.token
+	e.expires = time.Time{}
+	if !req.Renew {
+		// A lease that renews itself in this process cannot fail to renew,
+		// so only a lease that does not renew gets an expiry.
+		e.expires = time.Now().Add(req.TTL)
+	}
+	return lock.Result{Acquired: true, Token: e.token, Pinned: req.Renew}
+}
+
+// releaseLocked frees e, the entry of key. The oldest waiter is handed the
+// key if it has waited long enough to starve, and woken to compete for it
+// otherwise. now is the current time if the caller knows it.
+func (s *shard) releaseLocked(key string, e *entry, now time.Time) {
+	e.token = 0
+	e.expires = time.Time{}
+	if len(e.waiters) == 0 {
+		s.dropLocked(key, e)
+		return
+	}
+	if e.woken {
+		return // a woken waiter will try; one at a time
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	w := e.popHead()
+	if now.Sub(w.req.Since) >= starveAfter {
+		s.handLocked(e, w, now)
+		return
+	}
+	e.woken, w.woken = true, true
+	w.signal()
+}
+
+// handLocked gives the free key of e to the waiter w, taken off the queue.
+func (s *shard) handLocked(e *entry, w *waiter, now time.Time) {
+	w.res = s.grantLocked(e, w.req)
+	w.res.Start = now
+	w.handed = true
+	w.signal()
+}
+
+// leaveLocked takes w off the queue of key. If w was woken and leaves
+// without trying, the next waiter is woken in its place.
+func (s *shard) leaveLocked(key string, w *waiter) {
+	e := s.entries[key]
+	if e == nil {
+		return
+	}
+	e.remove(w)
+	if w.woken {
+		w.woken = false
+		e.woken = false
+	}
+	if e.token == 0 {
+		if len(e.waiters) == 0 {
+			s.dropLocked(key, e)
+		} else if !e.woken {
+			next := e.popHead()
+			e.woken, next.woken = true, true
+			next.signal()
+		}
+	}
+}
+
+// signal wakes the Wait call of w; a wake-up it has not seen yet suffices.
+func (w *waiter) signal() {
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+// popHead takes the oldest waiter off the queue.
+func (e *entry) popHead() *waiter {
+	w := e.waiters[0]
+	n := copy(e.waiters, e.waiters[1:])
+	e.waiters[n] = nil // the array must not keep w alive
+	e.waiters = e.waiters[:n]
+	return w
+}
+
+// remove takes w off the queue, if it is there.
+func (e *entry) remove(w *waiter) {
+	for i, q := range e.waiters {
+		if q == w {
+			n := copy(e.waiters[i:], e.waiters[i+1:])
+			e.waiters[i+n] = nil
+			e.waiters = e.waiters[:i+n]
+			return
+		}
+	}
+}
+
+// enqueue adds w to e's waiters, behind every Acquire call that began
+// before its own. The queue is kept in that order, so that a waiter that
+// timed out and came back keeps its place.
+func (e *entry) enqueue(w *waiter) {
+	i := len(e.waiters)
+	for i > 0 && w.req.Since.Before(e.waiters[i-1].req.Since) {
+		i--
+	}
+	e.waiters = append(e.waiters, nil)
+	copy(e.waiters[i+1:], e.waiters[i:])
+	e.waiters[i] = w
+}
+
+func (s *shard) newEntry() *entry {
+	if n := len(s.spare); n > 0 {
+		e := s.spare[n-1]
+		s.spare = s.spare[:n-1]
+		return e
+	}
+	return &entry{}
+}
+
+// dropLocked forgets key, whose entry e is free and has no waiters.
+func (s *shard) dropLocked(key string, e *entry) {
+	delete(s.entries, key)
+	if len(s.spare) < maxSpare {
+		*e = entry{waiters: e.waiters[:0]}
+		s.spare = append(s.spare, e)
+	}
+	// A Go map keeps its size after deletes: make a new one once a burst
+	// of keys is over, so memory follows the keys in use.
+	if len(s.entries) == 0 && s.peak > 1024 {
+		s.entries = make(map[string]*entry)
+		s.peak = 0
+	}
+}
+
+func notHeld(key string) error {
+	return fmt.Errorf("%w: key %q", lock.ErrNotHeld, key)
+}

@@ -1,0 +1,344 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Mutex locks keys in a Backend. Each key is a separate lock; a held lock
+// is a Lease.
+//
+// A Mutex is safe for concurrent use. Create one with New; the zero Mutex is
+// not usable. Close it when done: Close ends every lease still held through
+// it and closes the backend.
+type Mutex struct {
+	b        Backend
+	waiter   Waiter   // b, if it implements Waiter
+	defaults settings // from New's options, validated
+	err      error    // from New's arguments; returned by every call
+
+	closed atomic.Bool
+	done   chan struct{} // closed by Close; wakes waits between attempts
+
+	mu   sync.Mutex
+	live map[*Lease]struct{} // leases that own a goroutine or a context.AfterFunc
+}
+
+// New returns a Mutex that locks keys in b, with opts as the defaults of
+// every call. New takes ownership of b: Mutex.Close closes it.
+//
+// New does not fail: a nil backend or a bad option makes every call of the
+// Mutex return an error matching ErrInvalid that names it.
+func New(b Backend, opts ...Option) *Mutex {
+	m := &Mutex{b: b, done: make(chan struct{}), live: make(map[*Lease]struct{})}
+	m.defaults = defaultSettings()
+	for _, o := range opts {
+		if o != nil {
+			o(&m.defaults)
+		}
+	}
+	m.err = m.defaults.validate()
+	if b == nil {
+		m.err = invalidf("backend", "nil", "must not be nil")
+	}
+	m.waiter, _ = b.(Waiter)
+	return m
+}
+
+// Acquire locks key and returns its Lease. The context ctx bounds both the
+// wait and the life of the lease: when ctx ends, the lease's context is
+// cancelled and the key released at once, not at the end of its TTL. Work
+// meant to outlive the request that started it must acquire with a context
+// that outlives the request too, such as context.WithoutCancel(ctx).
+//
+// Acquire waits until the key is free, retrying as the options say
+// (WithRetry, WithDelay, WithBackoff, WithJitter); by default until ctx is
+// done. On failure it holds nothing and returns an error matching
+// ErrNotAcquired, joined with ctx's error if ctx ended the wait and with the
+// backend's errors if it had any. The key is used as given; see AcquireNS for
+// namespaced keys.
+//
+// Call Release on the returned Lease when done with it.
+func (m *Mutex) Acquire(ctx context.Context, key string, opts ...Option) (*Lease, error) {
+	return m.acquire(ctx, key, opts, false, false)
+}
+
+// TryAcquire is Acquire with a single attempt: if another holder has key it
+// returns an error matching ErrNotAcquired at once.
+func (m *Mutex) TryAcquire(ctx context.Context, key string, opts ...Option) (*Lease, error) {
+	return m.acquire(ctx, key, opts, true, false)
+}
+
+// AcquireNS is Acquire of key in the namespace set with WithNamespace: the
+// backend key is namespace + ":" + key, as the seed's lockNs makes it. It
+// fails with ErrInvalid when no namespace is set.
+func (m *Mutex) AcquireNS(ctx context.Context, key string, opts ...Option) (*Lease, error) {
+	return m.acquire(ctx, key, opts, false, true)
+}
+
+// Close ends every lease still held through m, with ErrClosed as the cause of
+// its context, releases its key, waits for its renewal to stop, and closes the
+// backend. Calls made after Close return ErrClosed. Close is idempotent.
+func (m *Mutex) Close() error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(m.done)
+	m.mu.Lock()
+	leases := make([]*Lease, 0, len(m.live))
+	for l := range m.live {
+		leases = append(leases, l)
+	}
+	m.mu.Unlock()
+	for _, l := range leases {
+		l.end(ErrClosed)
+		_ = l.release(context.Background(), nil)
+	}
+	if m.b == nil {
+		return nil
+	}
+	return m.b.Close()
+}
+
+// settings returns the settings of one call: the defaults with opts applied.
+func (m *Mutex) settings(opts []Option) (settings, error) {
+	s := m.defaults
+	if m.err != nil || len(opts) == 0 {
+		return s, m.err
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&s)
+		}
+	}
+	return s, s.validate()
+}
+
+func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, namespaced bool) (*Lease, error) {
+	if ctx == nil {
+		return nil, invalidf("ctx", "nil", "must not be nil")
+	}
+	s, err := m.settings(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if namespaced {
+		if s.namespace == "" {
+			return nil, invalidf("WithNamespace", `""`, "AcquireNS needs a namespace")
+		}
+		key = s.namespace + ":" + key
+		if err := checkKey(key); err != nil {
+			return nil, err
+		}
+	}
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	// Check ctx before the fast path, as semaphore.Acquire does: a done
+	// context must not win a free key.
+	if ctx.Err() != nil {
+		return nil, notAcquired(ctx, key, nil)
+	}
+	if try {
+		s.retry = 0
+	}
+
+	start := time.Now()
+	lifetime := s.ttl - drift(s.ttl, s.driftFactor)
+	req := Request{Key: key, TTL: s.ttl, Since: start, Deadline: start.Add(lifetime), Renew: s.autoExtend}
+	res, err := m.b.Acquire(ctx, req)
+	var errs []error // what the backend said, for the final error
+	for retry := 1; ; retry++ {
+		if err == nil && res.Acquired {
+			l, err := m.grant(ctx, &s, req, res, start)
+			if l != nil || ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return l, err
+			}
+			errs = append(errs, err) // granted too late: try again
+		} else if err != nil {
+			if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalid) {
+				return nil, err
+			}
+			errs = append(errs, err)
+		}
+		if res.Owner != "" {
+			req.Owner = res.Owner
+		}
+		if s.retry >= 0 && retry > s.retry {
+			return nil, notAcquired(ctx, key, errs)
+		}
+
+		d := s.delay(retry)
+		if res.HolderTTL > 0 && res.HolderTTL < d {
+			d = res.HolderTTL
+		}
+		if m.waiter != nil {
+			start = time.Now()
+			req.Deadline = start.Add(lifetime)
+			res, err = m.waiter.Wait(ctx, req, d)
+			if res.Acquired || err != nil {
+				continue
+			}
+		} else if !m.sleep(ctx, d) && !m.closed.Load() {
+			return nil, notAcquired(ctx, key, errs)
+		}
+		if ctx.Err() != nil {
+			return nil, notAcquired(ctx, key, errs)
+		}
+		if m.closed.Load() {
+			return nil, ErrClosed
+		}
+		start = time.Now()
+		req.Deadline = start.Add(lifetime)
+		res, err = m.b.Acquire(ctx, req)
+	}
+}
+
+// grant turns a successful attempt into a Lease. It gives the key back, and
+// returns a nil Lease, if the grant came too late: after ctx ended, after the
+// deadline, or after Close.
+func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result, start time.Time) (*Lease, error) {
+	if !res.Start.IsZero() {
+		start = res.Start
+	}
+	req.Owner, req.Token = res.Owner, res.Token
+	l := &Lease{
+		m:           m,
+		parent:      ctx,
+		req:         req,
+		pinned:      res.Pinned,
+		renews:      s.autoExtend && !res.Pinned,
+		driftFactor: s.driftFactor,
+		ttl:         s.ttl,
+	}
+	if !res.Pinned {
+		l.deadline = start.Add(s.ttl - drift(s.ttl, s.driftFactor))
+		if !time.Now().Before(l.deadline) {
+			l.giveBack(ctx)
+			return nil, fmt.Errorf("%w: key %q: granted after its deadline", ErrNotAcquired, req.Key)
+		}
+	}
+	// A grant that raced with the end of ctx is given back, so that on
+	// failure Acquire holds nothing.
+	if ctx.Err() != nil {
+		l.giveBack(ctx)
+		return nil, notAcquired(ctx, req.Key, nil)
+	}
+	if ctx.Done() != nil || l.renews {
+		if err := l.start(); err != nil {
+			l.giveBack(ctx)
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// track records l as live, so that Close can end it. It fails after Close.
+func (m *Mutex) track(l *Lease) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	m.live[l] = struct{}{}
+	return nil
+}
+
+func (m *Mutex) forget(l *Lease) {
+	m.mu.Lock()
+	delete(m.live, l)
+	m.mu.Unlock()
+}
+
+// sleep waits d, and reports false if ctx or the Mutex ended first.
+func (m *Mutex) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-m.done:
+		return false
+	}
+}
+
+// checkKey rejects keys that no backend should see.
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return invalidf("key", `""`, "must not be empty")
+	case len(key) > MaxKeyLen:
+		return invalidf("key", fmt.Sprintf("%.16q... (%d bytes)", key, len(key)), "must be at most %d bytes", MaxKeyLen)
+	}
+	return nil
+}
+
+// notAcquired is the error of a failed Acquire: ErrNotAcquired, joined with
+// ctx's error if ctx is done and with the backend's errors.
+func notAcquired(ctx context.Context, key string, errs []error) error {
+	all := make([]error, 0, 2+len(errs))
+	all = append(all, fmt.Errorf("%w: key %q", ErrNotAcquired, key))
+	if err := ctx.Err(); err != nil {
+		if cause := context.Cause(ctx); cause != err {
+			err = fmt.Errorf("%w: %w", err, cause)
+		}
+		all = append(all, err)
+	}
+	all = append(all, errs...)
+	if len(all) == 1 {
+		return all[0]
+	}
+	return errors.Join(all...)
+}
+
+// cleanupContext returns the context for undoing work after ctx may have
+// ended: ctx itself if it can never be cancelled, otherwise a detached copy
+// bounded by CleanupTimeout.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Done() == nil {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+}
+
+// WithLock runs fn while holding key, under a lease that renews itself, and
+// releases the key when fn returns. fn's context is the lease's: it is
+// cancelled if the lease is lost, and fn should stop then. WithLock returns
+// fn's error, joined with the reason the lease ended if it ended before fn
+// returned, or the error of Acquire.
+func WithLock(ctx context.Context, m *Mutex, key string, fn func(ctx context.Context) error, opts ...Option) error {
+	_, err := Do(ctx, m, key, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, fn(ctx)
+	}, opts...)
+	return err
+}
+
+// Do is WithLock for a function with a result.
+func Do[T any](ctx context.Context, m *Mutex, key string, fn func(ctx context.Context) (T, error), opts ...Option) (T, error) {
+	var zero T
+	if m == nil {
+		return zero, invalidf("m", "nil", "must not be nil")
+	}
+	if fn == nil {
+		return zero, invalidf("fn", "nil", "must not be nil")
+	}
+	// The full slice expression keeps append from writing into the caller's array.
+	l, err := m.Acquire(ctx, key, append(opts[:len(opts):len(opts)], WithAutoExtend(true))...)
+	if err != nil {
+		return zero, err
+	}
+	v, err := fn(l.Context())
+	if rerr := l.Release(ctx); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	return v, err
+}
