@@ -64,13 +64,14 @@ type Request struct {
 	// Token is the fencing token of the holder, for Extend and Release.
 	Token uint64
 
-	// Since is when the Acquire call began. Backends that queue waiters
-	// serve older calls first.
-	Since time.Time
+	// Drift is what the lease gives up at the end of its TTL for clock
+	// drift: a grant is useful only until its Start + TTL - Drift, and a
+	// backend may give up on an attempt then.
+	Drift time.Duration
 
-	// Deadline is when a grant from this attempt stops being useful:
-	// start + TTL - drift. A backend may give up on the attempt then.
-	Deadline time.Time
+	// Since is when the caller began to wait, for Wait: backends that queue
+	// waiters serve older waits first.
+	Since time.Time
 
 	// Renew reports that the lease will be renewed for as long as it is
 	// held. A backend in the caller's own process may then keep the key
@@ -90,8 +91,9 @@ type Result struct {
 	// Owner is the proof of ownership to pass in later Requests.
 	Owner string
 
-	// Start is when the grant's TTL began to run, if the backend knows it
-	// better than the caller (a hand-off during Wait); zero otherwise.
+	// Start is when the grant's TTL began to run, no later than when the
+	// backend sent or made the change that took the key. It is required
+	// unless Pinned is set.
 	Start time.Time
 
 	// Pinned reports that the backend holds the key until Release without

@@ -20,29 +20,62 @@ import (
 type Lease struct {
 	m           *Mutex
 	parent      context.Context // Acquire's context
-	req         Request         // key, owner and token for Extend and Release
-	pinned      bool            // held by the backend until Release, with no deadline
-	renews      bool            // renewed by the goroutine renew
+	key         string
+	token       uint64
 	driftFactor float64
+	pinned      bool // held by the backend until Release, with no deadline
+	renews      bool // renewed by the goroutine renew
 
-	extendMu sync.Mutex // serialises extensions, so the last one sets the deadline
+	mu     sync.Mutex
+	state  releaseState
+	cause  error        // why the lease ended; nil while held
+	relErr error        // the result of the release, once released
+	x      *leaseExtras // made when first needed, and at once unless pinned
+}
 
-	mu         sync.Mutex
+// releaseState tells whether a lease's key was given back to the backend.
+type releaseState uint8
+
+const (
+	held releaseState = iota
+	releasing
+	released
+)
+
+// leaseExtras is the part of a Lease that most leases of the memory backend
+// never need: it is allocated by the first method that does. The leases of
+// other backends, which have a deadline, have it from the start.
+type leaseExtras struct {
+	owner      string        // the backend's proof of ownership
 	ttl        time.Duration // of the last successful attempt or extension
 	deadline   time.Time     // end of the confirmed validity; zero if pinned
-	cause      error     // why the lease ended; nil while held
 	ctx        context.Context
-	cancel     context.CancelCauseFunc // made with ctx, on first request
-	timer      *time.Timer             // cancels ctx at the deadline; made with ctx
+	cancel     context.CancelCauseFunc // cancels ctx
+	timer      *time.Timer             // cancels ctx at the deadline
 	stopParent func() bool             // stops the context.AfterFunc on parent
 	renewCtx   context.Context         // for extensions by renew; done when the lease ends
 	stopRenew  context.CancelFunc      // cancels renewCtx
 	renewed    chan struct{}           // closed when renew has returned
-	tracked    bool                    // in m.live
+	tracked    bool                    // in m.live, for Close
+	extendMu   sync.Mutex              // serialises extensions, so the last one sets the deadline
+	released   chan struct{}           // closed once released, if another caller waits for it
+}
 
-	releaseMu sync.Mutex // held while the key is released
-	released  bool
-	releasErr error
+func (l *Lease) extras() *leaseExtras {
+	if l.x == nil {
+		l.x = new(leaseExtras)
+	}
+	return l.x
+}
+
+// requestLocked returns what the backend needs to extend or release the
+// lease.
+func (l *Lease) requestLocked() Request {
+	req := Request{Key: l.key, Token: l.token, Renew: l.renews || l.pinned}
+	if l.x != nil {
+		req.Owner = l.x.owner
+	}
+	return req
 }
 
 // Context returns the lease's context. It is derived from the context given
@@ -59,15 +92,16 @@ func (l *Lease) Context() context.Context {
 	defer l.mu.Unlock()
 	// The context and its timer are made on first request, so that a lease
 	// whose context nobody watches costs neither.
-	if l.ctx == nil {
-		l.ctx, l.cancel = context.WithCancelCause(l.parent)
+	x := l.extras()
+	if x.ctx == nil {
+		x.ctx, x.cancel = context.WithCancelCause(l.parent)
 		if cause := l.causeLocked(); cause != nil {
-			l.cancel(cause)
+			x.cancel(cause)
 		} else if !l.pinned {
-			l.timer = time.AfterFunc(time.Until(l.deadline), l.onDeadline)
+			x.timer = time.AfterFunc(time.Until(x.deadline), l.onDeadline)
 		}
 	}
-	return l.ctx
+	return x.ctx
 }
 
 // Done returns a channel closed when the lease ends: Context().Done().
@@ -92,7 +126,7 @@ func (l *Lease) Token() uint64 {
 	if l == nil {
 		return 0
 	}
-	return l.req.Token
+	return l.token
 }
 
 // Key returns the key the lease holds in the backend, namespace included.
@@ -100,7 +134,7 @@ func (l *Lease) Key() string {
 	if l == nil {
 		return ""
 	}
-	return l.req.Key
+	return l.key
 }
 
 // Deadline returns the end of the lease's confirmed validity, a conservative
@@ -115,7 +149,10 @@ func (l *Lease) Deadline() (deadline time.Time, ok bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.deadline, !l.pinned
+	if l.pinned {
+		return time.Time{}, false
+	}
+	return l.x.deadline, true
 }
 
 // Extend sets the lease's TTL to ttl from now, and its deadline to now plus
@@ -135,25 +172,27 @@ func (l *Lease) Extend(ctx context.Context, ttl time.Duration) error {
 	if err := s.validate(); err != nil {
 		return err
 	}
-	l.extendMu.Lock()
-	defer l.extendMu.Unlock()
+	l.mu.Lock()
+	x := l.extras()
+	l.mu.Unlock()
+	x.extendMu.Lock()
+	defer x.extendMu.Unlock()
 	_, err := l.extend(ctx, s.ttl)
 	return err
 }
 
 // extend extends the lease by ttl and reports whether it is still held. The
-// caller holds l.extendMu.
+// caller holds the extendMu of l's extras.
 func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err error) {
 	l.mu.Lock()
-	cause, deadline := l.causeLocked(), l.deadline
+	cause, deadline, req := l.causeLocked(), l.x.deadline, l.requestLocked()
 	l.mu.Unlock()
 	if cause != nil {
 		return false, cause
 	}
 	start := time.Now()
-	req := l.req
 	req.TTL = ttl
-	req.Deadline = deadline
+	req.Drift = drift(ttl, l.driftFactor)
 	if !l.pinned {
 		// An extension that ends after the deadline proves nothing.
 		var cancel context.CancelFunc
@@ -169,11 +208,11 @@ func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err e
 	}
 	switch {
 	case err == nil:
-		l.ttl = ttl
+		l.x.ttl = ttl
 		if !l.pinned {
-			l.deadline = start.Add(ttl - drift(ttl, l.driftFactor))
-			if l.timer != nil {
-				l.timer.Reset(time.Until(l.deadline))
+			l.x.deadline = start.Add(ttl - req.Drift)
+			if l.x.timer != nil {
+				l.x.timer.Reset(time.Until(l.x.deadline))
 			}
 		}
 		return true, nil
@@ -206,31 +245,57 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	cause := l.causeLocked()
 	l.endLocked(ErrReleased) // before the key is freed: no overlap with the next holder
-	l.mu.Unlock()
-	return l.release(ctx, cause)
+	return l.releaseLocked(ctx, cause)
 }
 
 // release frees the key once; cause is why the lease had ended before.
 func (l *Lease) release(ctx context.Context, cause error) error {
-	l.releaseMu.Lock()
-	defer l.releaseMu.Unlock()
-	if l.released {
-		return l.releasErr
+	l.mu.Lock()
+	return l.releaseLocked(ctx, cause)
+}
+
+// releaseLocked frees the key once, and returns the result of doing so to
+// every caller. It is called with l.mu held, and unlocks it.
+func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
+	switch l.state {
+	case released:
+		defer l.mu.Unlock()
+		return l.relErr
+	case releasing:
+		// Another caller is releasing the key: wait for its result.
+		x := l.extras()
+		if x.released == nil {
+			x.released = make(chan struct{})
+		}
+		l.mu.Unlock()
+		<-x.released
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.relErr
 	}
-	l.released = true
-	if l.renewed != nil {
-		<-l.renewed
+	l.state = releasing
+	x, req := l.x, l.requestLocked()
+	l.mu.Unlock()
+
+	if x != nil && x.renewed != nil {
+		<-x.renewed
 	}
 	rctx, cancel := cleanupContext(ctx)
-	err := l.m.b.Release(rctx, l.req)
+	err := l.m.b.Release(rctx, req)
 	cancel()
-	if l.tracked {
+	if x != nil && x.tracked {
 		l.m.forget(l)
 	}
 	if errors.Is(cause, ErrLeaseLost) || errors.Is(cause, ErrExpired) {
 		err = cause
 	}
-	l.releasErr = err
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.state, l.relErr = released, err
+	if l.x != nil && l.x.released != nil {
+		close(l.x.released)
+	}
 	return err
 }
 
@@ -248,14 +313,15 @@ func (l *Lease) start() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.tracked = true
+	x := l.extras()
+	x.tracked = true
 	if l.parent.Done() != nil {
-		l.stopParent = context.AfterFunc(l.parent, l.onParentDone)
+		x.stopParent = context.AfterFunc(l.parent, l.onParentDone)
 	}
 	if l.renews {
-		l.renewCtx, l.stopRenew = context.WithCancel(context.WithoutCancel(l.parent))
-		l.renewed = make(chan struct{})
-		go l.renew() // returns when the lease ends or renewal fails
+		x.renewCtx, x.stopRenew = context.WithCancel(context.WithoutCancel(l.parent))
+		x.renewed = make(chan struct{})
+		go l.renew(x) // returns when the lease ends or renewal fails
 	}
 	return nil
 }
@@ -272,8 +338,8 @@ func (l *Lease) onParentDone() {
 func (l *Lease) onDeadline() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cause == nil && time.Now().Before(l.deadline) {
-		l.timer.Reset(time.Until(l.deadline))
+	if l.cause == nil && time.Now().Before(l.x.deadline) {
+		l.x.timer.Reset(time.Until(l.x.deadline))
 		return
 	}
 	l.causeLocked()
@@ -282,37 +348,37 @@ func (l *Lease) onDeadline() {
 // renew extends the lease every third of its TTL until it ends. A failed
 // extension is retried while the deadline allows; when it passes, or when the
 // backend says the key is no longer held, the lease ends with ErrLeaseLost.
-func (l *Lease) renew() {
-	defer close(l.renewed)
-	t := time.NewTimer(l.renewTTL() / 3)
+func (l *Lease) renew(x *leaseExtras) {
+	defer close(x.renewed)
+	t := time.NewTimer(l.currentTTL() / 3)
 	defer t.Stop()
 	for {
 		select {
-		case <-l.renewCtx.Done():
+		case <-x.renewCtx.Done():
 			return
 		case <-t.C:
 		}
-		l.extendMu.Lock()
-		held, err := l.extend(l.renewCtx, l.renewTTL())
-		l.extendMu.Unlock()
+		x.extendMu.Lock()
+		held, err := l.extend(x.renewCtx, l.currentTTL())
+		x.extendMu.Unlock()
 		if !held {
 			return
 		}
-		next := l.renewTTL() / 3
+		next := l.currentTTL() / 3
 		if err != nil {
 			// Try again soon, while the deadline leaves time for a try.
 			l.mu.Lock()
-			next = max(min(next, time.Until(l.deadline)/2), time.Millisecond)
+			next = max(min(next, time.Until(x.deadline)/2), time.Millisecond)
 			l.mu.Unlock()
 		}
 		t.Reset(next)
 	}
 }
 
-func (l *Lease) renewTTL() time.Duration {
+func (l *Lease) currentTTL() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.ttl
+	return l.x.ttl
 }
 
 // end ends the lease with cause, unless it has ended already.
@@ -332,7 +398,7 @@ func (l *Lease) causeLocked() error {
 	switch {
 	case l.m.closed.Load():
 		l.endLocked(ErrClosed)
-	case !l.pinned && !time.Now().Before(l.deadline):
+	case !l.pinned && !time.Now().Before(l.x.deadline):
 		if l.renews {
 			l.endLocked(fmt.Errorf("%w: not renewed by its deadline", ErrLeaseLost))
 		} else {
@@ -351,16 +417,18 @@ func (l *Lease) endLocked(cause error) {
 		return
 	}
 	l.cause = cause
-	if l.cancel != nil {
-		l.cancel(cause)
-	}
-	if l.timer != nil {
-		l.timer.Stop()
-	}
-	if l.stopParent != nil {
-		l.stopParent()
-	}
-	if l.stopRenew != nil {
-		l.stopRenew()
+	if x := l.x; x != nil {
+		if x.cancel != nil {
+			x.cancel(cause)
+		}
+		if x.timer != nil {
+			x.timer.Stop()
+		}
+		if x.stopParent != nil {
+			x.stopParent()
+		}
+		if x.stopRenew != nil {
+			x.stopRenew()
+		}
 	}
 }

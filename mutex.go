@@ -106,10 +106,10 @@ func (m *Mutex) Close() error {
 
 // settings returns the settings of one call: the defaults with opts applied.
 func (m *Mutex) settings(opts []Option) (settings, error) {
-	s := m.defaults
 	if m.err != nil || len(opts) == 0 {
-		return s, m.err
+		return m.defaults, m.err // without taking an address, which would allocate
 	}
+	s := m.defaults
 	for _, o := range opts {
 		if o != nil {
 			o(&s)
@@ -150,14 +150,12 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 		s.retry = 0
 	}
 
-	start := time.Now()
-	lifetime := s.ttl - drift(s.ttl, s.driftFactor)
-	req := Request{Key: key, TTL: s.ttl, Since: start, Deadline: start.Add(lifetime), Renew: s.autoExtend}
+	req := Request{Key: key, TTL: s.ttl, Drift: drift(s.ttl, s.driftFactor), Renew: s.autoExtend}
 	res, err := m.b.Acquire(ctx, req)
 	var errs []error // what the backend said, for the final error
 	for retry := 1; ; retry++ {
 		if err == nil && res.Acquired {
-			l, err := m.grant(ctx, &s, req, res, start)
+			l, err := m.grant(ctx, &s, req, res)
 			if l != nil || ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return l, err
 			}
@@ -174,14 +172,15 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 		if s.retry >= 0 && retry > s.retry {
 			return nil, notAcquired(ctx, key, errs)
 		}
+		if req.Since.IsZero() {
+			req.Since = time.Now()
+		}
 
 		d := s.delay(retry)
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
 		}
 		if m.waiter != nil {
-			start = time.Now()
-			req.Deadline = start.Add(lifetime)
 			res, err = m.waiter.Wait(ctx, req, d)
 			if res.Acquired || err != nil {
 				continue
@@ -195,8 +194,6 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 		if m.closed.Load() {
 			return nil, ErrClosed
 		}
-		start = time.Now()
-		req.Deadline = start.Add(lifetime)
 		res, err = m.b.Acquire(ctx, req)
 	}
 }
@@ -204,23 +201,22 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 // grant turns a successful attempt into a Lease. It gives the key back, and
 // returns a nil Lease, if the grant came too late: after ctx ended, after the
 // deadline, or after Close.
-func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result, start time.Time) (*Lease, error) {
-	if !res.Start.IsZero() {
-		start = res.Start
-	}
-	req.Owner, req.Token = res.Owner, res.Token
+func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result) (*Lease, error) {
 	l := &Lease{
 		m:           m,
 		parent:      ctx,
-		req:         req,
+		key:         req.Key,
+		token:       res.Token,
 		pinned:      res.Pinned,
 		renews:      s.autoExtend && !res.Pinned,
 		driftFactor: s.driftFactor,
-		ttl:         s.ttl,
+	}
+	if !res.Pinned || res.Owner != "" {
+		l.x = &leaseExtras{owner: res.Owner, ttl: s.ttl}
 	}
 	if !res.Pinned {
-		l.deadline = start.Add(s.ttl - drift(s.ttl, s.driftFactor))
-		if !time.Now().Before(l.deadline) {
+		l.x.deadline = res.Start.Add(s.ttl - req.Drift)
+		if !time.Now().Before(l.x.deadline) {
 			l.giveBack(ctx)
 			return nil, fmt.Errorf("%w: key %q: granted after its deadline", ErrNotAcquired, req.Key)
 		}

@@ -145,13 +145,12 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 				e.woken = false
 			}
 		}
-		now := time.Now()
 		res := s.tryLocked(req)
 		if res.Acquired {
 			s.mu.Unlock()
-			res.Start = now
 			return res, nil
 		}
+		now := time.Now()
 		e := s.entries[req.Key] // present: the key is held
 		e.enqueue(w)
 		wake := end.Sub(now)
@@ -299,8 +298,10 @@ func (s *shard) tryLocked(req lock.Request) lock.Result {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		if w := e.waiters[0]; now.Sub(w.req.Since) >= starveAfter && w.req.Since.Before(req.Since) {
-			s.handLocked(e, e.popHead(), now)
+		w := e.waiters[0]
+		older := req.Since.IsZero() || w.req.Since.Before(req.Since) // zero: a first attempt
+		if older && now.Sub(w.req.Since) >= starveAfter {
+			s.handLocked(e, e.popHead())
 			return lock.Result{}
 		}
 	}
@@ -312,12 +313,14 @@ func (s *shard) grantLocked(e *entry, req lock.Request) lock.Result {
 	s.token++
 	e.token = s.token
 	e.expires = time.Time{}
-	if !req.Renew {
-		// A lease that renews itself in this process cannot fail to renew,
-		// so only a lease that does not renew gets an expiry.
-		e.expires = time.Now().Add(req.TTL)
+	if req.Renew {
+		// A lease that renews itself in this process cannot fail to renew:
+		// keep the key until Release, with no expiry to check.
+		return lock.Result{Acquired: true, Token: e.token, Pinned: true}
 	}
-	return lock.Result{Acquired: true, Token: e.token, Pinned: req.Renew}
+	now := time.Now()
+	e.expires = now.Add(req.TTL)
+	return lock.Result{Acquired: true, Token: e.token, Start: now}
 }
 
 // releaseLocked frees e, the entry of key. The oldest waiter is handed the
@@ -338,7 +341,7 @@ func (s *shard) releaseLocked(key string, e *entry, now time.Time) {
 	}
 	w := e.popHead()
 	if now.Sub(w.req.Since) >= starveAfter {
-		s.handLocked(e, w, now)
+		s.handLocked(e, w)
 		return
 	}
 	e.woken, w.woken = true, true
@@ -346,9 +349,8 @@ func (s *shard) releaseLocked(key string, e *entry, now time.Time) {
 }
 
 // handLocked gives the free key of e to the waiter w, taken off the queue.
-func (s *shard) handLocked(e *entry, w *waiter, now time.Time) {
+func (s *shard) handLocked(e *entry, w *waiter) {
 	w.res = s.grantLocked(e, w.req)
-	w.res.Start = now
 	w.handed = true
 	w.signal()
 }
