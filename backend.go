@@ -73,6 +73,9 @@ type Request struct {
 	// waiters serve older waits first.
 	Since time.Time
 
+	// Handle is the Handle of the grant, for Extend and Release.
+	Handle any
+
 	// Renew reports that the lease will be renewed for as long as it is
 	// held. A backend in the caller's own process may then keep the key
 	// without expiry until Release, and report Result.Pinned.
@@ -99,6 +102,10 @@ type Result struct {
 	// Pinned reports that the backend holds the key until Release without
 	// renewal, as the memory backend does for a Request with Renew set.
 	Pinned bool
+
+	// Handle is an optional value the backend gets back with the Requests
+	// that extend or release the grant, such as a pointer to its state.
+	Handle any
 
 	// HolderTTL is, when Acquired is false, the time until the current
 	// holder's key expires, or zero if unknown.

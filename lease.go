@@ -22,6 +22,7 @@ type Lease struct {
 	parent      context.Context // Acquire's context
 	key         string
 	token       uint64
+	handle      any // the backend's Handle of the grant
 	driftFactor float64
 	pinned      bool // held by the backend until Release, with no deadline
 	renews      bool // renewed by the goroutine renew
@@ -71,7 +72,7 @@ func (l *Lease) extras() *leaseExtras {
 // requestLocked returns what the backend needs to extend or release the
 // lease.
 func (l *Lease) requestLocked() Request {
-	req := Request{Key: l.key, Token: l.token, Renew: l.renews || l.pinned}
+	req := Request{Key: l.key, Token: l.token, Handle: l.handle, Renew: l.renews || l.pinned}
 	if l.x != nil {
 		req.Owner = l.x.owner
 	}
@@ -273,17 +274,28 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 		defer l.mu.Unlock()
 		return l.relErr
 	}
+	if l.x == nil {
+		// Nothing to wait for and nobody to tell: a lease of the memory
+		// backend that nobody watched. Release under the lock, which is
+		// fast, rather than take it twice.
+		defer l.mu.Unlock()
+		rctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		l.state = released
+		l.relErr = l.m.b.Release(rctx, l.requestLocked())
+		return l.relErr
+	}
 	l.state = releasing
 	x, req := l.x, l.requestLocked()
 	l.mu.Unlock()
 
-	if x != nil && x.renewed != nil {
+	if x.renewed != nil {
 		<-x.renewed
 	}
 	rctx, cancel := cleanupContext(ctx)
 	err := l.m.b.Release(rctx, req)
 	cancel()
-	if x != nil && x.tracked {
+	if x.tracked {
 		l.m.forget(l)
 	}
 	if errors.Is(cause, ErrLeaseLost) || errors.Is(cause, ErrExpired) {
@@ -293,8 +305,8 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.state, l.relErr = released, err
-	if l.x != nil && l.x.released != nil {
-		close(l.x.released)
+	if x.released != nil {
+		close(x.released)
 	}
 	return err
 }

@@ -207,6 +207,7 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result)
 		parent:      ctx,
 		key:         req.Key,
 		token:       res.Token,
+		handle:      res.Handle,
 		pinned:      res.Pinned,
 		renews:      s.autoExtend && !res.Pinned,
 		driftFactor: s.driftFactor,

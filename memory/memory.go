@@ -36,6 +36,11 @@ const starveAfter = time.Millisecond
 // maxSpare is how many unused entries a shard keeps for reuse.
 const maxSpare = 64
 
+// maxIdle is how many free keys a shard keeps in its map, so that a key
+// locked again and again costs a map lookup rather than an insert and a
+// delete. Beyond them, a free key costs no memory.
+const maxIdle = 8
+
 // A Backend keeps locks in memory. Create one with New; it is safe for
 // concurrent use.
 type Backend struct {
@@ -85,13 +90,25 @@ type shard struct {
 	spare   []*entry          // unused entries, for reuse
 	token   uint64            // the last fencing token granted here
 	peak    int               // most entries since the map was made
+	idle    [maxIdle]idleSlot // the keys freed last, still in the map
+	idleSeq uint64            // numbers the keys made idle
+	nIdle   int               // entries in the map that are idle
 	closed  bool
 	_       [64]byte // keeps neighbouring shards off one cache line
 }
 
+// idleSlot remembers a free key kept in its shard's map.
+type idleSlot struct {
+	key string
+	e   *entry
+	seq uint64 // e.idle when the key was made idle; stale if they differ
+}
+
 // entry is the state of one key.
 type entry struct {
+	shard   *shard    // the shard of the key; entries are reused only there
 	token   uint64    // the holder's fencing token; 0 when free
+	idle    uint64    // the idleSeq that made this free key idle; 0 if not idle
 	expires time.Time // when the holder's key expires; zero: not before Release
 	waiters []*waiter // waiting Acquire calls, oldest first
 	woken   bool      // a waiter was woken to try and has not tried yet
@@ -194,14 +211,12 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 
 // Extend sets the TTL of a key held by req.Token.
 func (b *Backend) Extend(_ context.Context, req lock.Request) (lock.Result, error) {
-	s := b.shard(req.Key)
-	s.mu.Lock()
+	s, e := b.lockHeld(req)
 	defer s.mu.Unlock()
 	if s.closed {
 		return lock.Result{}, lock.ErrClosed
 	}
-	e := s.entries[req.Key]
-	if e == nil || e.token != req.Token {
+	if e == nil {
 		return lock.Result{}, notHeld(req.Key)
 	}
 	if e.expires.IsZero() {
@@ -219,18 +234,37 @@ func (b *Backend) Extend(_ context.Context, req lock.Request) (lock.Result, erro
 
 // Release frees a key held by req.Token.
 func (b *Backend) Release(_ context.Context, req lock.Request) error {
-	s := b.shard(req.Key)
-	s.mu.Lock()
+	s, e := b.lockHeld(req)
 	defer s.mu.Unlock()
 	if s.closed {
 		return lock.ErrClosed
 	}
-	e := s.entries[req.Key]
-	if e == nil || e.token != req.Token {
+	if e == nil {
 		return notHeld(req.Key)
 	}
 	s.releaseLocked(req.Key, e, time.Time{})
 	return nil
+}
+
+// lockHeld locks the shard of req.Key and returns it with the key's entry
+// if req.Token holds the key, or with nil. The Handle of a grant is its
+// entry, which saves hashing the key and looking it up; the token tells
+// whether the entry still belongs to the grant, since tokens are never
+// reused within a shard and entries never leave theirs.
+func (b *Backend) lockHeld(req lock.Request) (*shard, *entry) {
+	if e, ok := req.Handle.(*entry); ok && e.shard != nil {
+		e.shard.mu.Lock()
+		if e.token != req.Token {
+			return e.shard, nil
+		}
+		return e.shard, e
+	}
+	s := b.shard(req.Key)
+	s.mu.Lock()
+	if e := s.entries[req.Key]; e != nil && e.token == req.Token {
+		return s, e
+	}
+	return s, nil
 }
 
 // Close drops every key and wakes every waiter with lock.ErrClosed.
@@ -247,6 +281,8 @@ func (b *Backend) Close() error {
 		}
 		s.entries = nil
 		s.spare = nil
+		s.idle = [maxIdle]idleSlot{}
+		s.nIdle = 0
 		s.mu.Unlock()
 	}
 	return nil
@@ -259,7 +295,7 @@ func (b *Backend) Len() int {
 	for i := range b.shards {
 		s := &b.shards[i]
 		s.mu.Lock()
-		n += len(s.entries)
+		n += len(s.entries) - s.nIdle
 		s.mu.Unlock()
 	}
 	return n
@@ -310,17 +346,21 @@ func (s *shard) tryLocked(req lock.Request) lock.Result {
 
 // grantLocked gives e to req with a new fencing token.
 func (s *shard) grantLocked(e *entry, req lock.Request) lock.Result {
+	if e.idle != 0 {
+		e.idle = 0
+		s.nIdle--
+	}
 	s.token++
 	e.token = s.token
 	e.expires = time.Time{}
 	if req.Renew {
 		// A lease that renews itself in this process cannot fail to renew:
 		// keep the key until Release, with no expiry to check.
-		return lock.Result{Acquired: true, Token: e.token, Pinned: true}
+		return lock.Result{Acquired: true, Token: e.token, Pinned: true, Handle: e}
 	}
 	now := time.Now()
 	e.expires = now.Add(req.TTL)
-	return lock.Result{Acquired: true, Token: e.token, Start: now}
+	return lock.Result{Acquired: true, Token: e.token, Start: now, Handle: e}
 }
 
 // releaseLocked frees e, the entry of key. The oldest waiter is handed the
@@ -426,21 +466,43 @@ func (s *shard) newEntry() *entry {
 		s.spare = s.spare[:n-1]
 		return e
 	}
-	return &entry{}
+	return &entry{shard: s}
 }
 
-// dropLocked forgets key, whose entry e is free and has no waiters.
+// dropLocked is called when key, whose entry e is free, has no waiters
+// left. The key stays in the map as one of the shard's idle keys; the oldest
+// idle key, if there are too many, is forgotten.
 func (s *shard) dropLocked(key string, e *entry) {
-	delete(s.entries, key)
-	if len(s.spare) < maxSpare {
-		*e = entry{waiters: e.waiters[:0]}
-		s.spare = append(s.spare, e)
+	s.idleSeq++
+	slot := &s.idle[s.idleSeq%maxIdle]
+	if old := slot.e; old != nil && old.idle == slot.seq {
+		s.forgetLocked(slot.key, old)
 	}
+	e.idle = s.idleSeq
+	*slot = idleSlot{key: key, e: e, seq: s.idleSeq}
+	s.nIdle++
+
 	// A Go map keeps its size after deletes: make a new one once a burst
-	// of keys is over, so memory follows the keys in use.
-	if len(s.entries) == 0 && s.peak > 1024 {
+	// of keys is over, so that memory follows the keys in use.
+	if len(s.entries) == s.nIdle && s.peak > 1024 {
+		for i := range s.idle {
+			if slot := &s.idle[i]; slot.e != nil && slot.e.idle == slot.seq {
+				s.forgetLocked(slot.key, slot.e)
+			}
+		}
+		s.idle = [maxIdle]idleSlot{}
 		s.entries = make(map[string]*entry)
 		s.peak = 0
+	}
+}
+
+// forgetLocked deletes the idle key and keeps its entry for reuse.
+func (s *shard) forgetLocked(key string, e *entry) {
+	delete(s.entries, key)
+	s.nIdle--
+	if len(s.spare) < maxSpare {
+		*e = entry{shard: s, waiters: e.waiters[:0]}
+		s.spare = append(s.spare, e)
 	}
 }
 
