@@ -90,9 +90,16 @@ func (l *Lease) Context() context.Context {
 		return ctx
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.x != nil && l.x.ctx != nil {
+		defer l.mu.Unlock()
+		return l.x.ctx
+	}
+	l.mu.Unlock()
 	// The context and its timer are made on first request, so that a lease
-	// whose context nobody watches costs neither.
+	// whose context nobody watches costs neither. Close must end it then.
+	l.track()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	x := l.extras()
 	if x.ctx == nil {
 		x.ctx, x.cancel = context.WithCancelCause(l.parent)
@@ -296,7 +303,7 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	err := l.m.b.Release(rctx, req)
 	cancel()
 	if x.tracked {
-		l.m.forget(l)
+		l.m.live.remove(l)
 	}
 	if errors.Is(cause, ErrLeaseLost) || errors.Is(cause, ErrExpired) {
 		err = cause
@@ -320,13 +327,12 @@ func (l *Lease) giveBack(ctx context.Context) {
 // start makes the lease follow its parent context and renew itself, as its
 // settings ask. It fails after Close.
 func (l *Lease) start() error {
-	if err := l.m.track(l); err != nil {
-		return err
+	if !l.track() {
+		return ErrClosed
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	x := l.extras()
-	x.tracked = true
 	if l.parent.Done() != nil {
 		x.stopParent = context.AfterFunc(l.parent, l.onParentDone)
 	}
@@ -336,6 +342,28 @@ func (l *Lease) start() error {
 		go l.renew(x) // returns when the lease ends or renewal fails
 	}
 	return nil
+}
+
+// track adds l to the leases Close ends, once, and reports false if the
+// Mutex is closed.
+func (l *Lease) track() bool {
+	l.mu.Lock()
+	done := l.x != nil && l.x.tracked || l.state != held
+	l.mu.Unlock()
+	if done {
+		return true
+	}
+	if err := l.m.live.add(l); err != nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.extras().tracked = true
+	if l.state != held {
+		// Released meanwhile, perhaps before it was added: take it out.
+		l.m.live.remove(l)
+	}
+	return true
 }
 
 // onParentDone ends the lease when Acquire's context ends, and frees the key

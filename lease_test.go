@@ -445,6 +445,11 @@ func TestCloseEndsLeases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		watched, err := pinned.Acquire(t.Context(), "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := watched.Done() // made before Close: Close must close it
 		for _, m := range []*lock.Mutex{m, pinned} {
 			if err := m.Close(); err != nil {
 				t.Fatal(err)
@@ -456,7 +461,12 @@ func TestCloseEndsLeases(t *testing.T) {
 				t.Errorf("Acquire after Close = %v, want %v", err, lock.ErrClosed)
 			}
 		}
-		for _, l := range []*lock.Lease{l, p} {
+		select {
+		case <-done:
+		default:
+			t.Error("Close left open the context of a memory lease")
+		}
+		for _, l := range []*lock.Lease{l, p, watched} {
 			if err := context.Cause(l.Context()); !errors.Is(err, lock.ErrClosed) {
 				t.Errorf("lease cause after Close = %v, want %v", err, lock.ErrClosed)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,9 +22,7 @@ type Mutex struct {
 
 	closed atomic.Bool
 	done   chan struct{} // closed by Close; wakes waits between attempts
-
-	mu   sync.Mutex
-	live map[*Lease]struct{} // leases that own a goroutine or a context.AfterFunc
+	live   liveSet       // the leases Close must end
 }
 
 // New returns a Mutex that locks keys in b, with opts as the defaults of
@@ -34,7 +31,7 @@ type Mutex struct {
 // New does not fail: a nil backend or a bad option makes every call of the
 // Mutex return an error matching ErrInvalid that names it.
 func New(b Backend, opts ...Option) *Mutex {
-	m := &Mutex{b: b, done: make(chan struct{}), live: make(map[*Lease]struct{})}
+	m := &Mutex{b: b, done: make(chan struct{})}
 	m.defaults = defaultSettings()
 	for _, o := range opts {
 		if o != nil {
@@ -88,13 +85,7 @@ func (m *Mutex) Close() error {
 		return nil
 	}
 	close(m.done)
-	m.mu.Lock()
-	leases := make([]*Lease, 0, len(m.live))
-	for l := range m.live {
-		leases = append(leases, l)
-	}
-	m.mu.Unlock()
-	for _, l := range leases {
+	for _, l := range m.live.close() {
 		l.end(ErrClosed)
 		_ = l.release(context.Background(), nil)
 	}
@@ -235,23 +226,6 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result)
 		}
 	}
 	return l, nil
-}
-
-// track records l as live, so that Close can end it. It fails after Close.
-func (m *Mutex) track(l *Lease) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed.Load() {
-		return ErrClosed
-	}
-	m.live[l] = struct{}{}
-	return nil
-}
-
-func (m *Mutex) forget(l *Lease) {
-	m.mu.Lock()
-	delete(m.live, l)
-	m.mu.Unlock()
 }
 
 // sleep waits d, and reports false if ctx or the Mutex ended first.
