@@ -239,10 +239,12 @@ func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err e
 // Release returns nil if the lease held the key until now (or until its
 // parent context ended, which released it then), and the lease's cause if
 // it was lost or expired before (ErrLeaseLost, ErrExpired): work done under
-// it may have overlapped another holder's. It is idempotent: later calls
-// return the same result and send nothing. Release does not give up when ctx
-// is done, since a release that gave up would leave the key held until its
-// TTL; it is bounded by CleanupTimeout and the backend's own timeouts.
+// it may have overlapped another holder's. Other errors are the backend's,
+// such as ErrNotHeld when a key that was still valid here was gone there, or
+// ErrClosed after Close. Release is idempotent: later calls return the same
+// result and send nothing. It does not stop when ctx ends, since a release
+// that gave up would leave the key held until its TTL: the backend's own
+// timeouts bound it, and CleanupTimeout if ctx had ended before the call.
 func (l *Lease) Release(ctx context.Context) error {
 	if l == nil {
 		return ErrNotHeld
@@ -305,6 +307,15 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	if x.tracked {
 		l.m.live.remove(l)
 	}
+	if errors.Is(err, ErrNotHeld) && cause == nil {
+		// The key expired while the release was on its way: report the
+		// lease's end, as if it had been noticed before.
+		l.mu.Lock()
+		if !time.Now().Before(x.deadline) {
+			cause = l.expiredCause()
+		}
+		l.mu.Unlock()
+	}
 	if errors.Is(cause, ErrLeaseLost) || errors.Is(cause, ErrExpired) {
 		err = cause
 	}
@@ -327,7 +338,9 @@ func (l *Lease) giveBack(ctx context.Context) {
 // start makes the lease follow its parent context and renew itself, as its
 // settings ask. It fails after Close.
 func (l *Lease) start() error {
-	if !l.track() {
+	// A lease that follows its parent needs no tracking: its context,
+	// once made, is tracked then, and it notices Close when asked.
+	if l.renews && !l.track() {
 		return ErrClosed
 	}
 	l.mu.Lock()
@@ -439,15 +452,19 @@ func (l *Lease) causeLocked() error {
 	case l.m.closed.Load():
 		l.endLocked(ErrClosed)
 	case !l.pinned && !time.Now().Before(l.x.deadline):
-		if l.renews {
-			l.endLocked(fmt.Errorf("%w: not renewed by its deadline", ErrLeaseLost))
-		} else {
-			l.endLocked(ErrExpired)
-		}
+		l.endLocked(l.expiredCause())
 	case l.parent.Err() != nil:
 		l.endLocked(context.Cause(l.parent))
 	}
 	return l.cause
+}
+
+// expiredCause is the cause of a lease that reached its deadline.
+func (l *Lease) expiredCause() error {
+	if l.renews {
+		return fmt.Errorf("%w: not renewed by its deadline", ErrLeaseLost)
+	}
+	return ErrExpired
 }
 
 // endLocked records cause, cancels the lease's context, and stops what

@@ -271,12 +271,17 @@ func notAcquired(ctx context.Context, key string, errs []error) error {
 	return errors.Join(all...)
 }
 
-// cleanupContext returns the context for undoing work after ctx may have
-// ended: ctx itself if it can never be cancelled, otherwise a detached copy
-// bounded by CleanupTimeout.
+// cleanupContext returns the context for freeing a key, which must not stop
+// when ctx ends: a release that gave up would leave the key held until its
+// TTL. A context that can never be cancelled is used as it is; a live one is
+// detached, and its backend call bounded by the backend's own timeouts; one
+// that has already ended is detached and bounded by CleanupTimeout.
 func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Done() == nil {
+	switch {
+	case ctx.Done() == nil:
 		return ctx, func() {}
+	case ctx.Err() == nil:
+		return context.WithoutCancel(ctx), func() {}
 	}
 	return context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
 }
@@ -287,29 +292,33 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // fn's error, joined with the reason the lease ended if it ended before fn
 // returned, or the error of Acquire.
 func WithLock(ctx context.Context, m *Mutex, key string, fn func(ctx context.Context) error, opts ...Option) error {
+	if fn == nil {
+		return invalidf("fn", "nil", "must not be nil")
+	}
 	_, err := Do(ctx, m, key, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
 	}, opts...)
 	return err
 }
 
-// Do is WithLock for a function with a result.
-func Do[T any](ctx context.Context, m *Mutex, key string, fn func(ctx context.Context) (T, error), opts ...Option) (T, error) {
-	var zero T
+// Do is WithLock for a function with a result. If fn panics, the key is
+// released before the panic goes on.
+func Do[T any](ctx context.Context, m *Mutex, key string, fn func(ctx context.Context) (T, error), opts ...Option) (v T, err error) {
 	if m == nil {
-		return zero, invalidf("m", "nil", "must not be nil")
+		return v, invalidf("m", "nil", "must not be nil")
 	}
 	if fn == nil {
-		return zero, invalidf("fn", "nil", "must not be nil")
+		return v, invalidf("fn", "nil", "must not be nil")
 	}
 	// The full slice expression keeps append from writing into the caller's array.
 	l, err := m.Acquire(ctx, key, append(opts[:len(opts):len(opts)], WithAutoExtend(true))...)
 	if err != nil {
-		return zero, err
+		return v, err
 	}
-	v, err := fn(l.Context())
-	if rerr := l.Release(ctx); rerr != nil {
-		err = errors.Join(err, rerr)
-	}
-	return v, err
+	defer func() {
+		if rerr := l.Release(ctx); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	return fn(l.Context())
 }

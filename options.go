@@ -38,8 +38,8 @@ const (
 	// namespace included.
 	MaxKeyLen = 1024
 
-	// CleanupTimeout bounds the release of a key on a detached context, after
-	// the caller's context ended: a cancelled Acquire undoing its grant, a
+	// CleanupTimeout bounds the release of a key after the caller's context
+	// ended, on a detached context: a cancelled Acquire undoing its grant, a
 	// lease whose parent context ended, a Release called with a done context.
 	CleanupTimeout = 5 * time.Second
 )
