@@ -18,20 +18,18 @@ import (
 // exited when Release returns. A Lease is safe for concurrent use. Its methods
 // accept a nil *Lease, which holds nothing.
 type Lease struct {
-	m           *Mutex
-	parent      context.Context // Acquire's context
-	key         string
-	token       uint64
-	handle      any // the backend's Handle of the grant
-	driftFactor float64
-	pinned      bool // held by the backend until Release, with no deadline
-	renews      bool // renewed by the goroutine renew
+	m      *Mutex
+	parent context.Context // Acquire's context
+	key    string
+	token  uint64
+	handle any  // the backend's Handle of the grant
+	pinned bool // held by the backend until Release, with no deadline
+	renews bool // renewed by the goroutine renew
 
-	mu     sync.Mutex
-	state  releaseState
-	cause  error        // why the lease ended; nil while held
-	relErr error        // the result of the release, once released
-	x      *leaseExtras // made when first needed, and at once unless pinned
+	mu    sync.Mutex
+	state releaseState
+	cause error        // why the lease ended; nil while held
+	x     *leaseExtras // made when first needed, and at once unless pinned
 }
 
 // releaseState tells whether a lease's key was given back to the backend.
@@ -47,19 +45,21 @@ const (
 // never need: it is allocated by the first method that does. The leases of
 // other backends, which have a deadline, have it from the start.
 type leaseExtras struct {
-	owner      string        // the backend's proof of ownership
-	ttl        time.Duration // of the last successful attempt or extension
-	deadline   time.Time     // end of the confirmed validity; zero if pinned
-	ctx        context.Context
-	cancel     context.CancelCauseFunc // cancels ctx
-	timer      *time.Timer             // cancels ctx at the deadline
-	stopParent func() bool             // stops the context.AfterFunc on parent
-	renewCtx   context.Context         // for extensions by renew; done when the lease ends
-	stopRenew  context.CancelFunc      // cancels renewCtx
-	renewed    chan struct{}           // closed when renew has returned
-	tracked    bool                    // in m.live, for Close
-	extendMu   sync.Mutex              // serialises extensions, so the last one sets the deadline
-	released   chan struct{}           // closed once released, if another caller waits for it
+	owner       string        // the backend's proof of ownership
+	driftFactor float64       // zero if pinned: a lease with no deadline has no drift
+	relErr      error         // the result of the release, once released
+	ttl         time.Duration // of the last successful attempt or extension
+	deadline    time.Time     // end of the confirmed validity; zero if pinned
+	ctx         context.Context
+	cancel      context.CancelCauseFunc // cancels ctx
+	timer       *time.Timer             // cancels ctx at the deadline
+	stopParent  func() bool             // stops the context.AfterFunc on parent
+	renewCtx    context.Context         // for extensions by renew; done when the lease ends
+	stopRenew   context.CancelFunc      // cancels renewCtx
+	renewed     chan struct{}           // closed when renew has returned
+	tracked     bool                    // in m.live, for Close
+	extendMu    sync.Mutex              // serialises extensions, so the last one sets the deadline
+	released    chan struct{}           // closed once released, if another caller waits for it
 }
 
 func (l *Lease) extras() *leaseExtras {
@@ -176,13 +176,13 @@ func (l *Lease) Extend(ctx context.Context, ttl time.Duration) error {
 	if ctx == nil {
 		return invalidf("ctx", "nil", "must not be nil")
 	}
-	s := settings{ttl: ttl, driftFactor: l.driftFactor, backoff: Constant(DefaultDelay)}
-	if err := s.validate(); err != nil {
-		return err
-	}
 	l.mu.Lock()
 	x := l.extras()
 	l.mu.Unlock()
+	s := settings{ttl: ttl, driftFactor: x.driftFactor, backoff: Constant(DefaultDelay)}
+	if err := s.validate(); err != nil {
+		return err
+	}
 	x.extendMu.Lock()
 	defer x.extendMu.Unlock()
 	_, err := l.extend(ctx, s.ttl)
@@ -200,7 +200,7 @@ func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err e
 	}
 	start := time.Now()
 	req.TTL = ttl
-	req.Drift = drift(ttl, l.driftFactor)
+	req.Drift = drift(ttl, l.x.driftFactor)
 	if !l.pinned {
 		// An extension that ends after the deadline proves nothing.
 		var cancel context.CancelFunc
@@ -270,7 +270,7 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	switch l.state {
 	case released:
 		defer l.mu.Unlock()
-		return l.relErr
+		return l.releaseErrLocked()
 	case releasing:
 		// Another caller is releasing the key: wait for its result.
 		x := l.extras()
@@ -281,18 +281,21 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 		<-x.released
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		return l.relErr
+		return l.releaseErrLocked()
 	}
 	if l.x == nil {
 		// Nothing to wait for and nobody to tell: a lease of the memory
 		// backend that nobody watched. Release under the lock, which is
 		// fast, rather than take it twice.
-		defer l.mu.Unlock()
 		rctx, cancel := cleanupContext(ctx)
-		defer cancel()
 		l.state = released
-		l.relErr = l.m.b.Release(rctx, l.requestLocked())
-		return l.relErr
+		err := l.m.b.Release(rctx, l.requestLocked())
+		if err != nil {
+			l.extras().relErr = err
+		}
+		l.mu.Unlock()
+		cancel()
+		return err
 	}
 	l.state = releasing
 	x, req := l.x, l.requestLocked()
@@ -322,11 +325,18 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.state, l.relErr = released, err
+	l.state, x.relErr = released, err
 	if x.released != nil {
 		close(x.released)
 	}
 	return err
+}
+
+func (l *Lease) releaseErrLocked() error {
+	if l.x == nil {
+		return nil
+	}
+	return l.x.relErr
 }
 
 // giveBack frees the key of a lease that was never handed out.

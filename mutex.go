@@ -96,9 +96,10 @@ func (m *Mutex) Close() error {
 }
 
 // settings returns the settings of one call: the defaults with opts applied.
-func (m *Mutex) settings(opts []Option) (settings, error) {
+// The result is shared with the Mutex, and must not be changed.
+func (m *Mutex) settings(opts []Option) (*settings, error) {
 	if m.err != nil || len(opts) == 0 {
-		return m.defaults, m.err // without taking an address, which would allocate
+		return &m.defaults, m.err // the common case, with no copy
 	}
 	s := m.defaults
 	for _, o := range opts {
@@ -106,7 +107,7 @@ func (m *Mutex) settings(opts []Option) (settings, error) {
 			o(&s)
 		}
 	}
-	return s, s.validate()
+	return &s, s.validate()
 }
 
 func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, namespaced bool) (*Lease, error) {
@@ -137,8 +138,9 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	if ctx.Err() != nil {
 		return nil, notAcquired(ctx, key, nil)
 	}
+	retries := s.retry
 	if try {
-		s.retry = 0
+		retries = 0
 	}
 
 	req := Request{Key: key, TTL: s.ttl, Drift: drift(s.ttl, s.driftFactor), Renew: s.autoExtend}
@@ -146,7 +148,7 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	var errs []error // what the backend said, for the final error
 	for retry := 1; ; retry++ {
 		if err == nil && res.Acquired {
-			l, err := m.grant(ctx, &s, req, res)
+			l, err := m.grant(ctx, s, req, res)
 			if l != nil || ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return l, err
 			}
@@ -160,7 +162,7 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 		if res.Owner != "" {
 			req.Owner = res.Owner
 		}
-		if s.retry >= 0 && retry > s.retry {
+		if retries >= 0 && retry > retries {
 			return nil, notAcquired(ctx, key, errs)
 		}
 		if req.Since.IsZero() {
@@ -194,16 +196,17 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 // deadline, or after Close.
 func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result) (*Lease, error) {
 	l := &Lease{
-		m:           m,
-		parent:      ctx,
-		key:         req.Key,
-		token:       res.Token,
-		handle:      res.Handle,
-		pinned:      res.Pinned,
-		renews:      s.autoExtend && !res.Pinned,
-		driftFactor: s.driftFactor,
+		m:      m,
+		parent: ctx,
+		key:    req.Key,
+		token:  res.Token,
+		handle: res.Handle,
+		pinned: res.Pinned,
+		renews: s.autoExtend && !res.Pinned,
 	}
-	if !res.Pinned || res.Owner != "" {
+	if !res.Pinned {
+		l.x = &leaseExtras{owner: res.Owner, ttl: s.ttl, driftFactor: s.driftFactor}
+	} else if res.Owner != "" {
 		l.x = &leaseExtras{owner: res.Owner, ttl: s.ttl}
 	}
 	if !res.Pinned {
