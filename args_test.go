@@ -87,7 +87,7 @@ func TestBadExtend(t *testing.T) {
 	if err := l.Extend(nilCtx, time.Second); !errors.Is(err, lock.ErrInvalid) {
 		t.Errorf("Extend(nil) = %v, want %v", err, lock.ErrInvalid)
 	}
-	if err := l.Extend(context.Background(), -time.Second); !errors.Is(err, lock.ErrInvalid) || !strings.Contains(err.Error(), "WithTTL") {
+	if err := l.Extend(context.Background(), -time.Second); !errors.Is(err, lock.ErrInvalid) || !strings.Contains(err.Error(), "ttl") {
 		t.Errorf("Extend(-1s) = %v, want %v naming the TTL", err, lock.ErrInvalid)
 	}
 	if err := l.Release(nilCtx); !errors.Is(err, lock.ErrInvalid) {

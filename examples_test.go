@@ -14,10 +14,7 @@ import (
 // The whole life of a lock: make a Mutex over a backend, hold a key while
 // the work runs under the lease's context, release it.
 func Example() {
-	backend, err := memory.New()
-	if err != nil {
-		log.Fatal(err)
-	}
+	backend := memory.New()
 	m := lock.New(backend, lock.WithTTL(10*time.Second))
 	defer m.Close()
 
@@ -37,10 +34,7 @@ func Example() {
 // New takes the defaults of every call. The namespace is the seed's
 // Lock.create({namespace}); the backend is the seed's {type: "inMemory"}.
 func ExampleNew() {
-	backend, err := memory.New()
-	if err != nil {
-		log.Fatal(err)
-	}
+	backend := memory.New()
 	m := lock.New(backend,
 		lock.WithNamespace("billing"),
 		lock.WithTTL(30*time.Second),
@@ -61,7 +55,7 @@ func ExampleNew() {
 // Acquire waits for a key until its context is done; bound the wait with a
 // timeout. The failure matches both ErrNotAcquired and the context's error.
 func ExampleMutex_Acquire() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend)
 	defer m.Close()
 	ctx := context.Background()
@@ -96,7 +90,7 @@ func ExampleMutex_Acquire() {
 // TryAcquire makes one attempt: the cron job on the other replicas skips
 // its run instead of waiting.
 func ExampleMutex_TryAcquire() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend)
 	defer m.Close()
 	ctx := context.Background()
@@ -122,7 +116,7 @@ func ExampleMutex_TryAcquire() {
 // AcquireNS puts the Mutex's namespace before the key, as the seed's lockNs
 // does; Acquire uses the key as given, so both meet on one lock.
 func ExampleMutex_AcquireNS() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend, lock.WithNamespace("orders"))
 	defer m.Close()
 	ctx := context.Background()
@@ -140,7 +134,7 @@ func ExampleMutex_AcquireNS() {
 // A lease's context stops the work when the lease ends. Here the lease does
 // not renew itself, so it ends at its deadline, and the work sees why.
 func ExampleLease_Context() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend)
 	defer m.Close()
 	ctx := context.Background()
@@ -167,7 +161,7 @@ func ExampleLease_Context() {
 // Extend gives a lease that does not renew itself more time, counted from
 // the call.
 func ExampleLease_Extend() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend, lock.WithAutoExtend(false))
 	defer m.Close()
 	ctx := context.Background()
@@ -190,7 +184,7 @@ func ExampleLease_Extend() {
 // WithLock holds the key for the length of a function, renewing the lease,
 // and releases it after.
 func ExampleWithLock() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend)
 	defer m.Close()
 
@@ -207,7 +201,7 @@ func ExampleWithLock() {
 // Do is WithLock for work with a result. The fencing token goes with every
 // write, so that the store can refuse a holder that lost its lease.
 func ExampleDo() {
-	backend, _ := memory.New()
+	backend := memory.New()
 	m := lock.New(backend)
 	defer m.Close()
 

@@ -179,13 +179,13 @@ func (l *Lease) Extend(ctx context.Context, ttl time.Duration) error {
 	l.mu.Lock()
 	x := l.extras()
 	l.mu.Unlock()
-	s := settings{ttl: ttl, driftFactor: x.driftFactor, backoff: Constant(DefaultDelay)}
-	if err := s.validate(); err != nil {
+	ttl, err := checkTTL("ttl", ttl, x.driftFactor)
+	if err != nil {
 		return err
 	}
 	x.extendMu.Lock()
 	defer x.extendMu.Unlock()
-	_, err := l.extend(ctx, s.ttl)
+	_, err = l.extend(ctx, ttl)
 	return err
 }
 

@@ -228,6 +228,12 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result)
 			return nil, err
 		}
 	}
+	// Close frees the keys of the leases it ends, which may hand one to a
+	// waiter after Close began: that grant must not be returned.
+	if m.closed.Load() {
+		l.giveBack(ctx)
+		return nil, ErrClosed
+	}
 	return l, nil
 }
 

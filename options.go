@@ -136,16 +136,11 @@ func (s *settings) validate() error {
 	if math.IsNaN(s.driftFactor) || s.driftFactor < 0 || s.driftFactor >= 1 {
 		return invalidf("WithDriftFactor", s.driftFactor, "must be in [0, 1)")
 	}
-	if s.ttl <= 0 {
-		return invalidf("WithTTL", s.ttl, "must be positive")
+	ttl, err := checkTTL("WithTTL", s.ttl, s.driftFactor)
+	if err != nil {
+		return err
 	}
-	if s.ttl > MaxTTL {
-		return invalidf("WithTTL", s.ttl, "must be at most %v", MaxTTL)
-	}
-	s.ttl = (s.ttl + time.Millisecond - 1).Truncate(time.Millisecond)
-	if s.ttl-drift(s.ttl, s.driftFactor) <= 0 {
-		return invalidf("WithTTL", s.ttl, "leaves no time after the drift of %v", drift(s.ttl, s.driftFactor))
-	}
+	s.ttl = ttl
 	if s.backoff == nil {
 		return invalidf("WithBackoff", nil, "must not be nil")
 	}
@@ -160,6 +155,22 @@ func (s *settings) validate() error {
 		return invalidf("WithDelay", d, "with no jitter would retry without pause")
 	}
 	return nil
+}
+
+// checkTTL checks a TTL, given as the argument arg, and returns it rounded
+// up to whole milliseconds, the precision of Redis's PX.
+func checkTTL(arg string, ttl time.Duration, driftFactor float64) (time.Duration, error) {
+	if ttl <= 0 {
+		return 0, invalidf(arg, ttl, "must be positive")
+	}
+	if ttl > MaxTTL {
+		return 0, invalidf(arg, ttl, "must be at most %v", MaxTTL)
+	}
+	ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
+	if d := drift(ttl, driftFactor); ttl-d <= 0 {
+		return 0, invalidf(arg, ttl, "leaves no time after the drift of %v", d)
+	}
+	return ttl, nil
 }
 
 // drift is the time a lease gives up at the end of its TTL for clock drift.

@@ -29,6 +29,9 @@ import (
 // DefaultShards is the number of shards of a Backend.
 const DefaultShards = 64
 
+// MaxShards is the largest number of shards of a Backend.
+const MaxShards = 1 << 16
+
 // starveAfter is how long a waiter may wait before a release hands it the
 // key directly, instead of waking it to compete with new arrivals.
 const starveAfter = time.Millisecond
@@ -59,29 +62,34 @@ type Option func(*config)
 
 type config struct{ shards int }
 
-// WithShards sets the number of shards, a power of two.
-// Default: DefaultShards.
+// WithShards sets the number of shards: n rounded up to a power of two,
+// between 1 and MaxShards. More shards let more goroutines lock distinct keys
+// at once. Default: DefaultShards.
 func WithShards(n int) Option {
 	return func(c *config) { c.shards = n }
 }
 
-// New returns a Backend. It fails only on a bad option.
-func New(opts ...Option) (*Backend, error) {
+// New returns a Backend. Pass it to lock.New, which closes it.
+func New(opts ...Option) *Backend {
 	c := config{shards: DefaultShards}
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
 		}
 	}
-	if c.shards <= 0 || c.shards&(c.shards-1) != 0 {
-		return nil, lock.Invalid("WithShards", c.shards, "must be a power of two")
+	n := 1
+	for n < min(c.shards, MaxShards) {
+		n *= 2
 	}
-	b := &Backend{seed: maphash.MakeSeed(), mask: uint64(c.shards - 1), shards: make([]shard, c.shards)}
+	b := &Backend{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
 	for i := range b.shards {
 		b.shards[i].entries = make(map[string]*entry)
 	}
-	return b, nil
+	return b
 }
+
+// Shards returns the number of shards.
+func (b *Backend) Shards() int { return len(b.shards) }
 
 // shard is a part of the key space with its own mutex.
 type shard struct {

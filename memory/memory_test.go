@@ -15,26 +15,19 @@ import (
 
 func newBackend(t testing.TB, opts ...memory.Option) *memory.Backend {
 	t.Helper()
-	b, err := memory.New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return memory.New(opts...)
 }
 
 func TestWithShards(t *testing.T) {
-	for _, n := range []int{-1, 0, 3, 100} {
-		if _, err := memory.New(memory.WithShards(n)); !errors.Is(err, lock.ErrInvalid) {
-			t.Errorf("New(WithShards(%d)) = %v, want %v", n, err, lock.ErrInvalid)
+	for _, tc := range []struct{ n, want int }{
+		{-1, 1}, {0, 1}, {1, 1}, {3, 4}, {64, 64}, {100, 128}, {1 << 30, memory.MaxShards},
+	} {
+		if got := memory.New(memory.WithShards(tc.n)).Shards(); got != tc.want {
+			t.Errorf("New(WithShards(%d)).Shards() = %d, want %d", tc.n, got, tc.want)
 		}
 	}
-	for _, n := range []int{1, 2, 1024} {
-		b, err := memory.New(memory.WithShards(n))
-		if err != nil {
-			t.Errorf("New(WithShards(%d)) = %v", n, err)
-			continue
-		}
-		b.Close()
+	if got := memory.New().Shards(); got != memory.DefaultShards {
+		t.Errorf("New().Shards() = %d, want %d", got, memory.DefaultShards)
 	}
 }
 
