@@ -228,7 +228,7 @@ func testWaitDeadline(s *suite) {
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	l, err := m.Acquire(ctx, k, s.retryOpts()...)
-	early := dl.Sub(time.Now())
+	early := time.Until(dl)
 	if !errors.Is(err, lock.ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Acquire past its deadline err = %v, want ErrNotAcquired and context.DeadlineExceeded", err)
 	}

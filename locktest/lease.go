@@ -134,7 +134,7 @@ func testExtend(s *suite) {
 	past := dl1.Add(ttl / 4) // after the old deadline, before the new one
 	select {
 	case <-lctx.Done():
-		t.Fatalf("extended lease ended %v before its new deadline: %v", dl2.Sub(time.Now()), context.Cause(lctx))
+		t.Fatalf("extended lease ended %v before its new deadline: %v", time.Until(dl2), context.Cause(lctx))
 	case <-time.After(time.Until(past)):
 	}
 	if err := l.Err(); err != nil {
