@@ -144,7 +144,9 @@ func (b *Backend) Acquire(_ context.Context, req lock.Request) (lock.Result, err
 	if s.closed {
 		return lock.Result{}, lock.ErrClosed
 	}
-	return s.tryLocked(req), nil
+	var res lock.Result
+	s.tryLocked(&req, &res)
+	return res, nil
 }
 
 // Wait waits for req.Key up to d, queued behind older Acquire calls.
@@ -170,7 +172,8 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 				e.woken = false
 			}
 		}
-		res := s.tryLocked(req)
+		var res lock.Result
+		s.tryLocked(&req, &res)
 		if res.Acquired {
 			s.mu.Unlock()
 			return res, nil
@@ -309,8 +312,9 @@ func (b *Backend) Len() int {
 	return n
 }
 
-// tryLocked takes req.Key if it is free, or reports its holder's TTL.
-func (s *shard) tryLocked(req lock.Request) lock.Result {
+// tryLocked takes req.Key if it is free, or reports its holder's TTL, in
+// res. Request and Result go by pointer here: they are large to copy.
+func (s *shard) tryLocked(req *lock.Request, res *lock.Result) {
 	e := s.entries[req.Key]
 	if e == nil {
 		e = s.newEntry()
@@ -318,7 +322,8 @@ func (s *shard) tryLocked(req lock.Request) lock.Result {
 		if len(s.entries) > s.peak {
 			s.peak = len(s.entries)
 		}
-		return s.grantLocked(e, req)
+		s.grantLocked(e, req, res)
+		return
 	}
 	var now time.Time
 	if e.token != 0 && !e.expires.IsZero() {
@@ -329,11 +334,10 @@ func (s *shard) tryLocked(req lock.Request) lock.Result {
 		}
 	}
 	if e.token != 0 {
-		res := lock.Result{}
 		if !e.expires.IsZero() {
 			res.HolderTTL = e.expires.Sub(now)
 		}
-		return res
+		return
 	}
 	// The key is free while waiters are queued: one of them was woken to
 	// compete for it. A caller may take it ahead of them, unless the oldest
@@ -346,14 +350,14 @@ func (s *shard) tryLocked(req lock.Request) lock.Result {
 		older := req.Since.IsZero() || w.req.Since.Before(req.Since) // zero: a first attempt
 		if older && now.Sub(w.req.Since) >= starveAfter {
 			s.handLocked(e, e.popHead())
-			return lock.Result{}
+			return
 		}
 	}
-	return s.grantLocked(e, req)
+	s.grantLocked(e, req, res)
 }
 
-// grantLocked gives e to req with a new fencing token.
-func (s *shard) grantLocked(e *entry, req lock.Request) lock.Result {
+// grantLocked gives e to req with a new fencing token, described in res.
+func (s *shard) grantLocked(e *entry, req *lock.Request, res *lock.Result) {
 	if e.idle != 0 {
 		e.idle = 0
 		s.nIdle--
@@ -364,11 +368,12 @@ func (s *shard) grantLocked(e *entry, req lock.Request) lock.Result {
 	if req.Renew {
 		// A lease that renews itself in this process cannot fail to renew:
 		// keep the key until Release, with no expiry to check.
-		return lock.Result{Acquired: true, Token: e.token, Pinned: true, Handle: e}
+		*res = lock.Result{Acquired: true, Token: e.token, Pinned: true, Handle: e}
+		return
 	}
 	now := time.Now()
 	e.expires = now.Add(req.TTL)
-	return lock.Result{Acquired: true, Token: e.token, Start: now, Handle: e}
+	*res = lock.Result{Acquired: true, Token: e.token, Start: now, Handle: e}
 }
 
 // releaseLocked frees e, the entry of key. The oldest waiter is handed the
@@ -398,7 +403,7 @@ func (s *shard) releaseLocked(key string, e *entry, now time.Time) {
 
 // handLocked gives the free key of e to the waiter w, taken off the queue.
 func (s *shard) handLocked(e *entry, w *waiter) {
-	w.res = s.grantLocked(e, w.req)
+	s.grantLocked(e, &w.req, &w.res)
 	w.handed = true
 	w.signal()
 }
