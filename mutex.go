@@ -148,7 +148,7 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	var errs []error // what the backend said, for the final error
 	for retry := 1; ; retry++ {
 		if err == nil && res.Acquired {
-			l, err := m.grant(ctx, s, req, res)
+			l, err := m.grant(ctx, s, &req, &res)
 			if l != nil || ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return l, err
 			}
@@ -194,7 +194,7 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 // grant turns a successful attempt into a Lease. It gives the key back, and
 // returns a nil Lease, if the grant came too late: after ctx ended, after the
 // deadline, or after Close.
-func (m *Mutex) grant(ctx context.Context, s *settings, req Request, res Result) (*Lease, error) {
+func (m *Mutex) grant(ctx context.Context, s *settings, req *Request, res *Result) (*Lease, error) {
 	l := &Lease{
 		m:      m,
 		parent: ctx,

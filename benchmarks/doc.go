@@ -15,9 +15,11 @@
 //	go vet ./... && go test -run xxx -bench . -benchtime=1x ./...
 //
 // BenchmarkMemory measures in-process keyed locks as
-// BenchmarkMemory/<shape>/<impl>, in three shapes: uncontended (one
+// BenchmarkMemory/<shape>/<impl>, in five shapes: uncontended (one
 // goroutine, one key), distinct (b.RunParallel, a key per goroutine) and hot
-// (b.RunParallel, one key). The implementations are lock (this library on its
+// (b.RunParallel, one key), and distinct-x8 and hot-x8, the same with 8
+// goroutines per CPU, as a server runs more goroutines than CPUs. The
+// implementations are lock (this library on its
 // memory backend, with default options), moby (github.com/moby/locker),
 // mapmutex (a map of mutexes behind one mutex) and syncmutex (sync.Mutex, one
 // per goroutine for distinct keys). The hot shape also reports max-wait-ms:

@@ -36,6 +36,9 @@ func BenchmarkMemory(b *testing.B) {
 		{"uncontended", runUncontended, syncUncontended},
 		{"distinct", runDistinct, syncDistinct},
 		{"hot", runHot, syncHot},
+		// Servers run many more goroutines than CPUs: 8 per CPU.
+		{"distinct-x8", crowded(runDistinct), crowdedPlain(syncDistinct)},
+		{"hot-x8", crowded(runHot), crowdedPlain(syncHot)},
 	} {
 		b.Run(shape.name, func(b *testing.B) {
 			for _, impl := range impls {
@@ -48,6 +51,22 @@ func BenchmarkMemory(b *testing.B) {
 				})
 			}
 		})
+	}
+}
+
+// crowded runs a parallel shape with 8 goroutines per CPU instead of one.
+func crowded(run func(*testing.B, keyLocker)) func(*testing.B, keyLocker) {
+	return func(b *testing.B, l keyLocker) {
+		b.SetParallelism(8)
+		run(b, l)
+	}
+}
+
+// crowdedPlain is crowded for the sync.Mutex loops.
+func crowdedPlain(run func(*testing.B)) func(*testing.B) {
+	return func(b *testing.B) {
+		b.SetParallelism(8)
+		run(b)
 	}
 }
 
