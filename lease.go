@@ -28,9 +28,21 @@ type Lease struct {
 
 	mu    sync.Mutex
 	state releaseState
-	cause error        // why the lease ended; nil while held
+	ended endReason    // why the lease ended, if it has
 	x     *leaseExtras // made when first needed, and at once unless pinned
 }
+
+// endReason is why a lease ended. The common causes need no storage, which
+// keeps a Lease small; any other is kept in the extras.
+type endReason uint8
+
+const (
+	notEnded endReason = iota
+	endReleased
+	endClosed
+	endExpired
+	endOther // the cause is x.cause
+)
 
 // releaseState tells whether a lease's key was given back to the backend.
 type releaseState uint8
@@ -48,6 +60,7 @@ type leaseExtras struct {
 	owner       string        // the backend's proof of ownership
 	driftFactor float64       // zero if pinned: a lease with no deadline has no drift
 	relErr      error         // the result of the release, once released
+	cause       error         // why the lease ended, if end is endOther
 	ttl         time.Duration // of the last successful attempt or extension
 	deadline    time.Time     // end of the confirmed validity; zero if pinned
 	ctx         context.Context
@@ -401,7 +414,7 @@ func (l *Lease) onParentDone() {
 func (l *Lease) onDeadline() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cause == nil && time.Now().Before(l.x.deadline) {
+	if l.ended == notEnded && time.Now().Before(l.x.deadline) {
 		l.x.timer.Reset(time.Until(l.x.deadline))
 		return
 	}
@@ -455,18 +468,27 @@ func (l *Lease) end(cause error) {
 // key. It notices an end that no timer reported, such as a deadline passed
 // while nobody watched the lease's context.
 func (l *Lease) causeLocked() error {
-	if l.cause != nil {
-		return l.cause
+	if l.ended == notEnded {
+		switch {
+		case l.m.closed.Load():
+			l.endLocked(ErrClosed)
+		case !l.pinned && !time.Now().Before(l.x.deadline):
+			l.endLocked(l.expiredCause())
+		case l.parent.Err() != nil:
+			l.endLocked(context.Cause(l.parent))
+		}
 	}
-	switch {
-	case l.m.closed.Load():
-		l.endLocked(ErrClosed)
-	case !l.pinned && !time.Now().Before(l.x.deadline):
-		l.endLocked(l.expiredCause())
-	case l.parent.Err() != nil:
-		l.endLocked(context.Cause(l.parent))
+	switch l.ended {
+	case endReleased:
+		return ErrReleased
+	case endClosed:
+		return ErrClosed
+	case endExpired:
+		return ErrExpired
+	case endOther:
+		return l.x.cause
 	}
-	return l.cause
+	return nil
 }
 
 // expiredCause is the cause of a lease that reached its deadline.
@@ -480,10 +502,20 @@ func (l *Lease) expiredCause() error {
 // endLocked records cause, cancels the lease's context, and stops what
 // serves the lease. It does nothing if the lease has ended already.
 func (l *Lease) endLocked(cause error) {
-	if l.cause != nil {
+	if l.ended != notEnded {
 		return
 	}
-	l.cause = cause
+	switch cause {
+	case ErrReleased:
+		l.ended = endReleased
+	case ErrClosed:
+		l.ended = endClosed
+	case ErrExpired:
+		l.ended = endExpired
+	default:
+		l.extras().cause = cause
+		l.ended = endOther
+	}
 	if x := l.x; x != nil {
 		if x.cancel != nil {
 			x.cancel(cause)

@@ -145,7 +145,30 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 
 	req := Request{Key: key, TTL: s.ttl, Drift: drift(s.ttl, s.driftFactor), Renew: s.autoExtend}
 	res, err := m.b.Acquire(ctx, req)
+	if err == nil && res.Acquired {
+		l, err := m.grant(ctx, s, &req, &res)
+		if l != nil || ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return l, err
+		}
+		return m.retry(ctx, s, retries, req, res, err)
+	}
+	return m.retry(ctx, s, retries, req, res, err)
+}
+
+// retry goes on with an Acquire whose first attempt, with outcome res and
+// err, did not give a lease: it waits and tries again as s and retries say.
+// It is apart from acquire so that the first attempt, which usually
+// succeeds, runs without the loop's state.
+func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request, res Result, err error) (*Lease, error) {
 	var errs []error // what the backend said, for the final error
+	if err != nil || res.Acquired {
+		// An error, or a grant that came too late and was given back.
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalid) {
+			return nil, err
+		}
+		errs = append(errs, err)
+		err, res.Acquired = nil, false
+	}
 	for retry := 1; ; retry++ {
 		if err == nil && res.Acquired {
 			l, err := m.grant(ctx, s, &req, &res)
@@ -163,7 +186,7 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 			req.Owner = res.Owner
 		}
 		if retries >= 0 && retry > retries {
-			return nil, notAcquired(ctx, key, errs)
+			return nil, notAcquired(ctx, req.Key, errs)
 		}
 		if req.Since.IsZero() {
 			req.Since = time.Now()
@@ -179,10 +202,10 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 				continue
 			}
 		} else if !m.sleep(ctx, d) && !m.closed.Load() {
-			return nil, notAcquired(ctx, key, errs)
+			return nil, notAcquired(ctx, req.Key, errs)
 		}
 		if ctx.Err() != nil {
-			return nil, notAcquired(ctx, key, errs)
+			return nil, notAcquired(ctx, req.Key, errs)
 		}
 		if m.closed.Load() {
 			return nil, ErrClosed
