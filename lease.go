@@ -266,6 +266,24 @@ func (l *Lease) Release(ctx context.Context) error {
 		return invalidf("ctx", "nil", "must not be nil")
 	}
 	l.mu.Lock()
+	if l.x == nil && l.ended == notEnded && !l.m.closed.Load() && l.parent.Err() == nil {
+		// The common case in process: a lease of the memory backend that
+		// nobody watched, still held. Nothing to cancel, wait for or tell.
+		l.ended, l.state = endReleased, released
+		var err error
+		if ctx.Done() == nil {
+			err = l.m.b.Release(ctx, l.requestLocked())
+		} else {
+			rctx, cancel := cleanupContext(ctx)
+			err = l.m.b.Release(rctx, l.requestLocked())
+			cancel()
+		}
+		if err != nil {
+			l.extras().relErr = err
+		}
+		l.mu.Unlock()
+		return err
+	}
 	cause := l.causeLocked()
 	l.endLocked(ErrReleased) // before the key is freed: no overlap with the next holder
 	return l.releaseLocked(ctx, cause)
@@ -296,22 +314,8 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 		defer l.mu.Unlock()
 		return l.releaseErrLocked()
 	}
-	if l.x == nil {
-		// Nothing to wait for and nobody to tell: a lease of the memory
-		// backend that nobody watched. Release under the lock, which is
-		// fast, rather than take it twice.
-		rctx, cancel := cleanupContext(ctx)
-		l.state = released
-		err := l.m.b.Release(rctx, l.requestLocked())
-		if err != nil {
-			l.extras().relErr = err
-		}
-		l.mu.Unlock()
-		cancel()
-		return err
-	}
 	l.state = releasing
-	x, req := l.x, l.requestLocked()
+	x, req := l.extras(), l.requestLocked()
 	l.mu.Unlock()
 
 	if x.renewed != nil {
