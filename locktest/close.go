@@ -98,6 +98,7 @@ func testClose(s *suite) {
 	// Another client of the same backend, which Close of m does not end: a
 	// waiter on its key is woken only by the closing of m and its backend.
 	other := lock.New(b)
+	t.Cleanup(func() { _ = other.Close() }) // ends its lease and that lease's renewal
 	s.expectFree(m, s.key("warm"))
 	s.expectFree(other, s.key("warm"))
 	base := runtime.NumGoroutine()

@@ -1,0 +1,245 @@
+package rueidislock
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/leaselock/lock"
+)
+
+// DefaultNodeTimeout bounds each call to one node. It is small next to any
+// useful TTL, so that a dead or frozen node costs an attempt little.
+const DefaultNodeTimeout = 50 * time.Millisecond
+
+// A Backend keeps locks on N independent Redis nodes and holds a lock only
+// while a majority of them, N/2+1, agree. Create it with New or Dial and pass
+// it to lock.New. It is safe for concurrent use.
+type Backend struct {
+	nodes   []node
+	quorum  int
+	timeout time.Duration
+	owned   bool // made by Dial: Close closes the clients
+	closed  atomic.Bool
+}
+
+var _ lock.Backend = (*Backend)(nil)
+
+// node is one Redis node: a client and the address to name in errors.
+type node struct {
+	client rueidis.Client
+	addr   string
+}
+
+// An Option configures a Backend.
+type Option func(*config)
+
+type config struct {
+	timeout time.Duration
+	client  func(*rueidis.ClientOption)
+}
+
+// WithNodeTimeout bounds each call to one node. A lease's TTL must leave
+// room for two of them after the drift. Default: DefaultNodeTimeout.
+func WithNodeTimeout(d time.Duration) Option {
+	return func(c *config) { c.timeout = d }
+}
+
+// WithClientOption lets Dial adjust the rueidis.ClientOption of every node
+// before it connects: credentials, TLS, timeouts. New ignores it.
+func WithClientOption(f func(*rueidis.ClientOption)) Option {
+	return func(c *config) { c.client = f }
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{timeout: DefaultNodeTimeout}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.timeout <= 0 {
+		return c, lock.Invalid("WithNodeTimeout", c.timeout, "must be positive")
+	}
+	return c, nil
+}
+
+// New returns a Backend over clients, one per independent Redis node; each
+// may be a standalone, Sentinel or Cluster client, built with whatever
+// rueidis options the deployment needs. The caller keeps ownership of the
+// clients: Close does not close them.
+//
+// Every client must reach a different node. An even number of nodes is
+// allowed, but tolerates no more failures than one node fewer.
+func New(clients []rueidis.Client, opts ...Option) (*Backend, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(clients) == 0 {
+		return nil, lock.Invalid("clients", "[]", "must name at least one node")
+	}
+	nodes := make([]node, len(clients))
+	seen := make(map[string]int)
+	for i, client := range clients {
+		if client == nil {
+			return nil, lock.Invalid(fmt.Sprintf("clients[%d]", i), "nil", "must not be nil")
+		}
+		nodes[i] = node{client: client, addr: fmt.Sprintf("node %d", i)}
+		addrs := make([]string, 0, 1)
+		for addr := range client.Nodes() {
+			addrs = append(addrs, addr)
+		}
+		slices.Sort(addrs)
+		if len(addrs) > 0 {
+			nodes[i].addr = strings.Join(addrs, ",")
+		}
+		for _, addr := range addrs {
+			if j, dup := seen[addr]; dup {
+				return nil, lock.Invalid(fmt.Sprintf("clients[%d]", i), addr, fmt.Sprintf("reaches the same node as clients[%d]", j))
+			}
+			seen[addr] = i
+		}
+		for j := range i {
+			if clients[j] == client {
+				return nil, lock.Invalid(fmt.Sprintf("clients[%d]", i), nodes[i].addr, fmt.Sprintf("is clients[%d] again", j))
+			}
+		}
+	}
+	return &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout}, nil
+}
+
+// Dial returns a Backend over the nodes at addrs, each "host:port" or a
+// "redis://" or "rediss://" URL (with user, password and database), each
+// an independent Redis node. It owns the clients it makes: Close closes
+// them. Dial succeeds while nodes are down; a node that cannot be reached
+// counts as a refusal until it can.
+func Dial(addrs []string, opts ...Option) (*Backend, error) {
+	c, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(addrs) == 0 {
+		return nil, lock.Invalid("addrs", "[]", "must name at least one node")
+	}
+	options := make([]rueidis.ClientOption, len(addrs))
+	seen := make(map[string]int)
+	for i, addr := range addrs {
+		opt, err := parseAddr(addr)
+		if err != nil {
+			return nil, lock.Invalid(fmt.Sprintf("addrs[%d]", i), redact(addr), err.Error())
+		}
+		// Each address is one node, even if it answers as a cluster member,
+		// and client-side caching is of no use to a lock.
+		opt.ForceSingleClient = true
+		opt.DisableCache = true
+		if c.client != nil {
+			c.client(&opt)
+		}
+		target := strings.Join(opt.InitAddress, ",")
+		if j, dup := seen[target]; dup {
+			return nil, lock.Invalid(fmt.Sprintf("addrs[%d]", i), redact(addr), fmt.Sprintf("is the node of addrs[%d] again", j))
+		}
+		seen[target] = i
+		options[i] = opt
+	}
+	b := &Backend{nodes: make([]node, len(addrs)), quorum: len(addrs)/2 + 1, timeout: c.timeout, owned: true}
+	for i, opt := range options {
+		client, err := rueidis.NewClient(opt)
+		if client == nil {
+			// A configuration error, not a node that is down.
+			b.closeClients()
+			return nil, fmt.Errorf("rueidislock: addrs[%d] %s: %w", i, redact(addrs[i]), err)
+		}
+		b.nodes[i] = node{client: client, addr: strings.Join(opt.InitAddress, ",")}
+	}
+	return b, nil
+}
+
+// parseAddr turns a "host:port" or URL into client options.
+func parseAddr(addr string) (rueidis.ClientOption, error) {
+	if strings.HasPrefix(addr, "redis://") || strings.HasPrefix(addr, "rediss://") || strings.HasPrefix(addr, "unix://") {
+		opt, err := rueidis.ParseURL(addr)
+		if err != nil {
+			// The error may quote the URL, password included: say less.
+			return opt, errors.New("not a valid Redis URL")
+		}
+		return opt, nil
+	}
+	if addr == "" || strings.Contains(addr, "://") || !strings.Contains(addr, ":") {
+		return rueidis.ClientOption{}, errors.New(`must be "host:port" or a redis:// or rediss:// URL`)
+	}
+	return rueidis.ClientOption{InitAddress: []string{addr}}, nil
+}
+
+// redact hides the password of a URL for an error message.
+func redact(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil || u.User == nil {
+		if strings.Contains(addr, "@") {
+			return "(address not shown: it may hold a password)"
+		}
+		return addr
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Close makes later calls fail with lock.ErrClosed and, for a Backend made
+// by Dial, closes its clients. It is idempotent.
+func (b *Backend) Close() error {
+	if b.closed.CompareAndSwap(false, true) && b.owned {
+		b.closeClients()
+	}
+	return nil
+}
+
+func (b *Backend) closeClients() {
+	for _, n := range b.nodes {
+		if n.client != nil {
+			n.client.Close()
+		}
+	}
+}
+
+// Nodes returns the number of nodes, and Quorum how many must agree.
+func (b *Backend) Nodes() int { return len(b.nodes) }
+
+// Quorum returns how many nodes must agree to grant, extend or keep a lock:
+// a majority, N/2+1.
+func (b *Backend) Quorum() int { return b.quorum }
+
+// newValue returns a lock value: 128 bits from crypto/rand, in hex. Whoever
+// knows it can release the lock, so it never appears in errors or logs.
+func newValue() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails since Go 1.24.
+	return hex.EncodeToString(b[:])
+}
+
+// A NodeError is what one node answered, or failed to answer, to a call.
+// Errors of a Backend join one per node that failed, so that errors.As
+// finds them.
+type NodeError struct {
+	Node int    // the index of the node, in the order given to New or Dial
+	Addr string // its address
+	Err  error
+}
+
+// Error returns "rueidislock: node N (addr): err".
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("rueidislock: node %d (%s): %v", e.Node, e.Addr, e.Err)
+}
+
+// Unwrap returns e.Err.
+func (e *NodeError) Unwrap() error { return e.Err }

@@ -1,0 +1,106 @@
+package rueidislock
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// The names of the keys and channels this package keeps beside a lock. A
+// lock's own key is the plain key, as node-redlock keeps it. Every internal
+// name contains a NUL byte, and keys with a NUL byte are refused, so that no
+// user key can be an internal one.
+const (
+	// fenceTagged follows a key that has a hash tag of its own.
+	fenceTagged = "\x00fence"
+	// fenceWrapped follows "{key}" for a key with no hash tag and no '}'.
+	fenceWrapped = "\x00fence:w"
+	// fenceSlot follows "{tag}" for other keys; the key comes after it.
+	fenceSlot = "\x00fence:s\x00"
+	// releasedPrefix starts the channel a release is announced on.
+	releasedPrefix = "leaselock:released\x00"
+)
+
+// fenceKey returns the name of the fencing counter of key: a key that lives
+// in the same Redis Cluster hash slot as key, so that one script can use
+// both, and that is a different name for every key.
+func fenceKey(key string) string {
+	if hasHashTag(key) {
+		// The tag comes first, so the suffix does not change the slot.
+		return key + fenceTagged
+	}
+	if !strings.Contains(key, "}") {
+		// The whole key becomes the tag: the slot of "{key}..." is that
+		// of key.
+		return "{" + key + "}" + fenceWrapped
+	}
+	// A key with a '}' but no tag cannot be a tag itself: use a short tag
+	// that hashes to the key's slot, and keep the key for uniqueness.
+	return "{" + slotTag(slot(key)) + "}" + fenceSlot + key
+}
+
+// releasedChannel returns the channel on which the release of key is
+// announced. Channels are not keys: they cannot collide with a user key.
+func releasedChannel(key string) string {
+	return releasedPrefix + key
+}
+
+// hasHashTag reports whether key has a Redis Cluster hash tag: a '{' and a
+// later '}' with at least one byte between the first such pair.
+func hasHashTag(key string) bool {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	return end > 0
+}
+
+// slot returns the Redis Cluster hash slot of key.
+func slot(key string) uint16 {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			key = key[open+1 : open+1+end]
+		}
+	}
+	return crc16(key) % 16384
+}
+
+// crc16 is CRC-16/XMODEM, the checksum of Redis Cluster's key slots.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+var (
+	slotTagsOnce sync.Once
+	slotTags     []string
+)
+
+// slotTag returns a short string, with no '{' or '}', whose slot is s.
+// The table is made on first use, in a few milliseconds: most keys never
+// need it.
+func slotTag(s uint16) string {
+	slotTagsOnce.Do(func() {
+		slotTags = make([]string, 16384)
+		left := len(slotTags)
+		for n := 0; left > 0; n++ {
+			tag := strconv.Itoa(n)
+			if i := crc16(tag) % 16384; slotTags[i] == "" {
+				slotTags[i] = tag
+				left--
+			}
+		}
+	})
+	return slotTags[s]
+}

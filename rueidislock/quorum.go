@@ -1,0 +1,288 @@
+package rueidislock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/leaselock/lock"
+)
+
+// attempt is the state an Acquire shares with its node calls that are
+// still on their way. over is set, before any release is sent, once the
+// attempt failed or its lease is released; a node that grants after that
+// frees its key itself.
+type attempt struct {
+	over atomic.Bool
+}
+
+// reply is one node's answer to a script.
+type reply struct {
+	node    int
+	ok      bool   // granted, fenced, extended or released
+	counter uint64 // acquire: the fencing counter after the script
+	stored  bool   // acquire: the proposal was written
+	pttl    time.Duration
+	err     error
+}
+
+// fanOut runs call on the nodes listed, each in a goroutine of its own with
+// its own timeout, bounded by until, and returns the channel their replies
+// arrive on. The channel has room for every reply, so a node that answers
+// after the caller decided never blocks: its goroutine ends within the
+// node timeout.
+func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call func(ctx context.Context, n node) reply) <-chan reply {
+	replies := make(chan reply, len(nodes))
+	end := time.Now().Add(b.timeout)
+	if !until.IsZero() && until.Before(end) {
+		end = until
+	}
+	for _, i := range nodes {
+		go func() { // returns when call does: within the node timeout
+			nctx, cancel := context.WithDeadline(ctx, end)
+			r := call(nctx, b.nodes[i])
+			cancel()
+			r.node = i
+			if r.err != nil {
+				r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
+			}
+			replies <- r
+		}()
+	}
+	return replies
+}
+
+func (b *Backend) all() []int {
+	all := make([]int, len(b.nodes))
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+// check refuses what no attempt can serve: a key that could alias an
+// internal name, and a TTL that leaves no time for two node calls.
+func (b *Backend) check(req *lock.Request) error {
+	if b.closed.Load() {
+		return lock.ErrClosed
+	}
+	if strings.IndexByte(req.Key, 0) >= 0 {
+		return lock.Invalid("key", strconv.Quote(req.Key), "must not contain a NUL byte, which names internal keys")
+	}
+	if req.TTL-req.Drift-2*b.timeout <= 0 {
+		return lock.Invalid("WithTTL", req.TTL, fmt.Sprintf("must exceed the drift (%v) plus two node timeouts (%v)", req.Drift, 2*b.timeout))
+	}
+	return nil
+}
+
+// Acquire makes one attempt on every node at once and decides as soon as a
+// majority has granted or enough nodes have refused: see the package
+// documentation for the algorithm and its fencing tokens.
+func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, error) {
+	if err := b.check(&req); err != nil {
+		return lock.Result{}, err
+	}
+	owner := req.Owner
+	if owner == "" {
+		owner = newValue()
+	}
+	start := time.Now()
+	deadline := start.Add(req.TTL - req.Drift)
+	proposal := strconv.FormatInt(start.UnixMicro(), 10)
+	keys := []string{req.Key, fenceKey(req.Key)}
+	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
+	att := new(attempt)
+	replies := b.fanOut(ctx, deadline, b.all(), func(nctx context.Context, n node) reply {
+		r := parseAcquire(acquireScript.Exec(nctx, n.client, keys, args))
+		if r.ok && att.over.Load() {
+			// This node granted after the attempt was given up or its lease
+			// released (a NOSCRIPT fallback can land after the release):
+			// free it here, or it would stay until its TTL.
+			releaseScript.Exec(context.WithoutCancel(ctx), n.client, keys[:1], []string{owner, releasedChannel(req.Key)})
+		}
+		return r
+	})
+
+	var (
+		granted         []int
+		stored, refused int
+		highest         uint64 // the largest counter any node reported
+		holderTTL       time.Duration
+		errs            []error
+	)
+	for range b.nodes {
+		r := <-replies
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.ok:
+			granted = append(granted, r.node)
+			if r.stored {
+				stored++
+			}
+		default:
+			refused++
+			holderTTL = max(holderTTL, r.pttl)
+		}
+		highest = max(highest, r.counter)
+		if len(granted) >= b.quorum || len(b.nodes)-refused-len(errs) < b.quorum {
+			break
+		}
+	}
+	result := lock.Result{Owner: owner, Start: start, Handle: att}
+	if len(granted) >= b.quorum && time.Now().Before(deadline) {
+		token, _ := strconv.ParseUint(proposal, 10, 64)
+		if stored < b.quorum {
+			// Fewer than a majority stored the proposal: some node knew a
+			// counter at least as large. Raise a majority past it.
+			token = highest + 1
+			if err := b.fence(ctx, deadline, granted, keys, owner, token); err != nil {
+				errs = append(errs, err)
+				token = 0
+			}
+		}
+		if token != 0 && time.Now().Before(deadline) {
+			result.Acquired, result.Token = true, token
+			return result, nil
+		}
+	}
+	// No lease: undo what this attempt set, on every node. A node that has
+	// not answered yet undoes its own grant when it comes (see above).
+	att.over.Store(true)
+	b.releaseAll(ctx, req.Key, owner)
+	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
+		return result, errors.Join(errs...)
+	}
+	result.HolderTTL = holderTTL
+	return result, nil
+}
+
+// fence runs the second round of fencing on the granting nodes: it needs a
+// majority of acknowledgements before the deadline.
+func (b *Backend) fence(ctx context.Context, deadline time.Time, granted []int, keys []string, owner string, token uint64) error {
+	args := []string{owner, strconv.FormatUint(token, 10)}
+	replies := b.fanOut(ctx, deadline, granted, func(ctx context.Context, n node) reply {
+		v, err := fenceScript.Exec(ctx, n.client, keys, args).AsInt64()
+		return reply{ok: v == 1, err: err}
+	})
+	acks := 0
+	var errs []error
+	for range granted {
+		r := <-replies
+		if r.ok {
+			acks++
+		} else if r.err != nil {
+			errs = append(errs, r.err)
+		}
+		if acks >= b.quorum {
+			return nil
+		}
+	}
+	return fmt.Errorf("rueidislock: fencing token stored on %d nodes, %d needed: %w", acks, b.quorum, errors.Join(errs...))
+}
+
+// parseAcquire reads the reply of acquireScript.
+func parseAcquire(res rueidis.RedisResult) reply {
+	vals, err := res.ToArray()
+	if err != nil {
+		return reply{err: err}
+	}
+	if len(vals) != 4 {
+		return reply{err: fmt.Errorf("acquire script answered %d values, want 4", len(vals))}
+	}
+	granted, err1 := vals[0].AsInt64()
+	counter, err2 := vals[1].ToString()
+	stored, err3 := vals[2].AsInt64()
+	pttl, err4 := vals[3].AsInt64()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return reply{err: err}
+	}
+	c, err := strconv.ParseUint(counter, 10, 64)
+	if err != nil {
+		return reply{err: fmt.Errorf("fencing counter %q: %w", counter, err)}
+	}
+	return reply{ok: granted == 1, counter: c, stored: stored == 1, pttl: time.Duration(max(pttl, 0)) * time.Millisecond}
+}
+
+// Extend sets the TTL of the key on every node that still holds it for the
+// owner, and succeeds if a majority did before ctx's deadline. It reports
+// lock.ErrNotHeld when too many nodes no longer hold it for a majority to be
+// possible, and the nodes' errors when it could not tell.
+func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, error) {
+	if b.closed.Load() {
+		return lock.Result{}, lock.ErrClosed
+	}
+	until, _ := ctx.Deadline()
+	keys := []string{req.Key}
+	args := []string{req.Owner, strconv.FormatInt(req.TTL.Milliseconds(), 10)}
+	replies := b.fanOut(ctx, until, b.all(), func(ctx context.Context, n node) reply {
+		v, err := extendScript.Exec(ctx, n.client, keys, args).AsInt64()
+		return reply{ok: v == 1, err: err}
+	})
+	extended, lost := 0, 0
+	var errs []error
+	for range b.nodes {
+		r := <-replies
+		switch {
+		case r.err != nil:
+			errs = append(errs, r.err)
+		case r.ok:
+			extended++
+		default:
+			lost++
+		}
+		if extended >= b.quorum {
+			return lock.Result{Acquired: true, Token: req.Token, Owner: req.Owner}, nil
+		}
+		if len(b.nodes)-lost < b.quorum {
+			return lock.Result{}, fmt.Errorf("%w: key %q: gone from %d of %d nodes", lock.ErrNotHeld, req.Key, lost, len(b.nodes))
+		}
+	}
+	return lock.Result{}, fmt.Errorf("rueidislock: key %q extended on %d nodes, %d needed: %w", req.Key, extended, b.quorum, errors.Join(errs...))
+}
+
+// Release deletes the key on every node where the owner holds it, and
+// announces the release to waiters. It makes one call per node and never
+// retries: a key that is gone stays gone.
+func (b *Backend) Release(ctx context.Context, req lock.Request) error {
+	if b.closed.Load() {
+		return lock.ErrClosed
+	}
+	if att, ok := req.Handle.(*attempt); ok {
+		att.over.Store(true) // before the release is sent: see Acquire
+	}
+	released, errs := b.releaseAll(ctx, req.Key, req.Owner)
+	switch {
+	case released > 0:
+		return nil
+	case len(errs) > 0:
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("%w: key %q", lock.ErrNotHeld, req.Key)
+}
+
+// releaseAll runs the release script on every node and waits for them all,
+// each within the node timeout, on a context that ctx's end cannot stop.
+func (b *Backend) releaseAll(ctx context.Context, key, owner string) (released int, errs []error) {
+	keys := []string{key}
+	args := []string{owner, releasedChannel(key)}
+	replies := b.fanOut(context.WithoutCancel(ctx), time.Time{}, b.all(), func(ctx context.Context, n node) reply {
+		v, err := releaseScript.Exec(ctx, n.client, keys, args).AsInt64()
+		return reply{ok: v == 1, err: err}
+	})
+	for range b.nodes {
+		r := <-replies
+		if r.ok {
+			released++
+		} else if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	return released, errs
+}
