@@ -316,22 +316,23 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	}
 	l.state = releasing
 	x, req := l.extras(), l.requestLocked()
+	renewed, tracked := x.renewed, x.tracked // read under l.mu: start and track write them
 	l.mu.Unlock()
 
-	if x.renewed != nil {
-		<-x.renewed
+	if renewed != nil {
+		<-renewed
 	}
 	rctx, cancel := cleanupContext(ctx)
 	err := l.m.b.Release(rctx, req)
 	cancel()
-	if x.tracked {
+	if tracked {
 		l.m.live.remove(l)
 	}
 	if errors.Is(err, ErrNotHeld) && cause == nil {
 		// The key expired while the release was on its way: report the
 		// lease's end, as if it had been noticed before.
 		l.mu.Lock()
-		if !time.Now().Before(x.deadline) {
+		if !l.pinned && !time.Now().Before(x.deadline) {
 			cause = l.expiredCause()
 		}
 		l.mu.Unlock()
@@ -365,13 +366,19 @@ func (l *Lease) giveBack(ctx context.Context) {
 // start makes the lease follow its parent context and renew itself, as its
 // settings ask. It fails after Close.
 func (l *Lease) start() error {
-	// A lease that follows its parent needs no tracking: its context,
-	// once made, is tracked then, and it notices Close when asked.
-	if l.renews && !l.track() {
+	// A lease with a deadline is tracked, so that Close frees its key on
+	// the backend. A pinned lease is not: its context, once made, is
+	// tracked then, it notices Close when asked, and its backend forgets
+	// its key on Close.
+	if !l.pinned && !l.track() {
 		return ErrClosed
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.ended != notEnded {
+		// Close ended the lease between track and here: serve it no more.
+		return ErrClosed
+	}
 	x := l.extras()
 	if l.parent.Done() != nil {
 		x.stopParent = context.AfterFunc(l.parent, l.onParentDone)

@@ -3,6 +3,7 @@ package lock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -512,4 +513,51 @@ func TestDoReportsLostLease(t *testing.T) {
 			t.Errorf("Do with a lost lease = %v, want %v", err, lock.ErrLeaseLost)
 		}
 	})
+}
+
+// counting is an unpinned memory backend that counts Release calls.
+type counting struct {
+	unpinned
+	releases atomic.Int64
+}
+
+func (b *counting) Release(ctx context.Context, req lock.Request) error {
+	b.releases.Add(1)
+	return b.unpinned.Release(ctx, req)
+}
+
+// TestCloseReleasesLeasesWithDeadline pins a bug found in review: Close must
+// free on the backend the keys of leases that neither renew nor are watched,
+// which a backend over the network would otherwise keep until their TTL.
+func TestCloseReleasesLeasesWithDeadline(t *testing.T) {
+	b := &counting{unpinned: unpinned{newMemory(t)}}
+	m := lock.New(b, lock.WithAutoExtend(false), lock.WithTTL(time.Hour))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for _, c := range []context.Context{context.Background(), ctx} {
+		if _, err := m.Acquire(c, fmt.Sprint(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	if n := b.releases.Load(); n != 2 {
+		t.Errorf("Close sent %d releases for 2 held keys, want 2", n)
+	}
+}
+
+// TestContextRacesRelease pins a data race found in review, between making
+// a lease's context and releasing it (run with -race).
+func TestContextRacesRelease(t *testing.T) {
+	m := lock.New(unpinned{newMemory(t)}, lock.WithAutoExtend(false))
+	defer m.Close()
+	for i := range 200 {
+		l, err := m.Acquire(t.Context(), fmt.Sprint("k", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { l.Context() })
+		wg.Go(func() { l.Release(t.Context()) })
+		wg.Wait()
+	}
 }

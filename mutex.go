@@ -81,7 +81,7 @@ func (m *Mutex) AcquireNS(ctx context.Context, key string, opts ...Option) (*Lea
 // its context, releases its key, waits for its renewal to stop, and closes the
 // backend. Calls made after Close return ErrClosed. Close is idempotent.
 func (m *Mutex) Close() error {
-	if !m.closed.CompareAndSwap(false, true) {
+	if m == nil || !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(m.done)
@@ -111,6 +111,9 @@ func (m *Mutex) settings(opts []Option) (*settings, error) {
 }
 
 func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, namespaced bool) (*Lease, error) {
+	if m == nil {
+		return nil, invalidf("m", "nil", "must be made with New")
+	}
 	if ctx == nil {
 		return nil, invalidf("ctx", "nil", "must not be nil")
 	}
@@ -245,7 +248,7 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req *Request, res *Resul
 		l.giveBack(ctx)
 		return nil, notAcquired(ctx, req.Key, nil)
 	}
-	if ctx.Done() != nil || l.renews {
+	if ctx.Done() != nil || !l.pinned {
 		if err := l.start(); err != nil {
 			l.giveBack(ctx)
 			return nil, err

@@ -146,13 +146,13 @@ func (s *settings) validate() error {
 	}
 	d := s.backoff.Delay(1)
 	if d < 0 {
-		return invalidf("WithDelay", d, "must not be negative")
+		return invalidf("WithDelay or WithBackoff", d, "must not be negative")
 	}
 	if s.jitter < 0 {
 		return invalidf("WithJitter", s.jitter, "must not be negative")
 	}
 	if d == 0 && s.jitter == 0 && s.retry != 0 {
-		return invalidf("WithDelay", d, "with no jitter would retry without pause")
+		return invalidf("WithDelay or WithBackoff", d, "with no jitter would retry without pause")
 	}
 	return nil
 }

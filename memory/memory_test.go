@@ -264,3 +264,45 @@ func TestNoStateLeftAfterLoad(t *testing.T) {
 		t.Errorf("Len() = %d after every lease ended, want 0", n)
 	}
 }
+
+// TestExpiryDuringTableRebuild pins a bug found in review: an expired key
+// freed by an attempt could be the last live key of a shard whose table was
+// then rebuilt, and the attempt granted an entry no longer in the table, so
+// that a second caller got the key too.
+func TestExpiryDuringTableRebuild(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := lock.New(memory.New(memory.WithShards(1)))
+		defer m.Close()
+		ctx := context.Background()
+		if _, err := m.Acquire(ctx, "x", lock.WithAutoExtend(false), lock.WithTTL(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		var many []*lock.Lease
+		for i := range 1100 { // past the size at which a shard's table is rebuilt
+			l, err := m.Acquire(ctx, fmt.Sprint("k", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			many = append(many, l)
+		}
+		for _, l := range many {
+			l.Release(ctx)
+		}
+		time.Sleep(time.Second) // x expires
+		a, err := m.Acquire(ctx, "x", lock.WithAutoExtend(false), lock.WithTTL(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := m.TryAcquire(ctx, "x"); err == nil {
+			t.Fatalf("two leases hold x: tokens %d and %d", a.Token(), b.Token())
+		}
+		a.Release(ctx)
+		for i := range 20 { // push x through the idle keys
+			l, err := m.Acquire(ctx, fmt.Sprint("again", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Release(ctx)
+		}
+	})
+}

@@ -100,7 +100,12 @@ func (s *shard) tryLocked(h uint64, req *lock.Request, res *lock.Result) {
 		now = time.Now()
 		if !now.Before(e.expires) {
 			// The holder's key has expired: free it, as a release would.
+			// That may take it out of the table: look it up again.
 			s.releaseLocked(e, now)
+			if e = s.lookup(h, req.Key); e == nil {
+				s.grantLocked(s.insertLocked(h, req.Key), req, res)
+				return
+			}
 		}
 	}
 	if e.token != 0 {
