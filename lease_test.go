@@ -561,3 +561,31 @@ func TestContextRacesRelease(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// failing is a backend whose attempts fail with an error and whose Wait
+// returns at once with the same error.
+type failing struct{ *memory.Backend }
+
+var errNode = errors.New("node unreachable")
+
+func (failing) Acquire(context.Context, lock.Request) (lock.Result, error) {
+	return lock.Result{}, errNode
+}
+
+func (failing) Wait(context.Context, lock.Request, time.Duration) (lock.Result, error) {
+	return lock.Result{}, errNode
+}
+
+// TestWaitErrorsEndWithContext pins a bug found with the Redis backend: a
+// backend whose waits failed at once kept Acquire looping after its context
+// ended.
+func TestWaitErrorsEndWithContext(t *testing.T) {
+	m := lock.New(failing{newMemory(t)})
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	_, err := m.Acquire(ctx, "k")
+	if !errors.Is(err, lock.ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errNode) {
+		t.Errorf("Acquire = %v, want %v joined with %v and the backend's error", err, lock.ErrNotAcquired, context.DeadlineExceeded)
+	}
+}

@@ -158,6 +158,9 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	return m.retry(ctx, s, retries, req, res, err)
 }
 
+// maxErrs is how many of the backend's errors a failed Acquire reports.
+const maxErrs = 4
+
 // retry goes on with an Acquire whose first attempt, with outcome res and
 // err, did not give a lease: it waits and tries again as s and retries say.
 // It is apart from acquire so that the first attempt, which usually
@@ -188,7 +191,11 @@ func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request
 		if res.Owner != "" {
 			req.Owner = res.Owner
 		}
-		if retries >= 0 && retry > retries {
+		if len(errs) > maxErrs {
+			// A long wait on failing nodes: keep the latest errors only.
+			errs = append(errs[:0], errs[len(errs)-maxErrs:]...)
+		}
+		if retries >= 0 && retry > retries || ctx.Err() != nil {
 			return nil, notAcquired(ctx, req.Key, errs)
 		}
 		if req.Since.IsZero() {

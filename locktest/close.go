@@ -19,12 +19,17 @@ func testGoroutines(s *suite) {
 	m, hk := s.hookedMutex(s.retryOpts()...)
 	k := s.key("k")
 	// The backend may start goroutines of its own on first use, such as
-	// connections: those are not leaks.
+	// connections, including those that wake waiters: those are not leaks.
 	s.expectFree(m, k)
 	s.release(s.acquire(s.ctx, m, k, lock.WithAutoExtend(false)))
 	h := s.acquire(s.ctx, m, k)
 	s.expectHeld(m, k)
+	warm := goAcquire(s.ctx, m, k, nil, s.wakeOpts()...)
+	s.await(hk.failedAttempts(k, hk.failureCount(k)+1), "warm-up waiter's first attempt")
 	s.release(h)
+	if r, ok := s.awaitResult(warm, "warm-up waiter"); ok && r.err == nil {
+		s.release(r.l)
+	}
 	base := runtime.NumGoroutine()
 
 	var hist History

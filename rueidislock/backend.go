@@ -29,6 +29,7 @@ type Backend struct {
 	timeout time.Duration
 	owned   bool // made by Dial: Close closes the clients
 	closed  atomic.Bool
+	notes   notifier // wakes waiters on releases
 }
 
 var _ lock.Backend = (*Backend)(nil)
@@ -198,7 +199,11 @@ func redact(addr string) string {
 // Close makes later calls fail with lock.ErrClosed and, for a Backend made
 // by Dial, closes its clients. It is idempotent.
 func (b *Backend) Close() error {
-	if b.closed.CompareAndSwap(false, true) && b.owned {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	b.notes.close()
+	if b.owned {
 		b.closeClients()
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // attempt failed or its lease is released; a node that grants after that
 // frees its key itself.
 type attempt struct {
-	over atomic.Bool
+	over    atomic.Bool
+	pending sync.WaitGroup // node calls still on their way
 }
 
 // reply is one node's answer to a script.
@@ -88,23 +90,27 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	if err := b.check(&req); err != nil {
 		return lock.Result{}, err
 	}
-	owner := req.Owner
-	if owner == "" {
-		owner = newValue()
-	}
+	// A new value for every attempt, never the previous attempt's: a node
+	// that answers an attempt late deletes what it granted (see below), and
+	// must not delete what a later attempt of the same Acquire holds there.
+	// A failed attempt's keys go by its own undo, so a retry never waits
+	// behind them.
+	owner := newValue()
 	start := time.Now()
 	deadline := start.Add(req.TTL - req.Drift)
 	proposal := strconv.FormatInt(start.UnixMicro(), 10)
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
 	att := new(attempt)
+	att.pending.Add(len(b.nodes))
 	replies := b.fanOut(ctx, deadline, b.all(), func(nctx context.Context, n node) reply {
+		defer att.pending.Done()
 		r := parseAcquire(acquireScript.Exec(nctx, n.client, keys, args))
 		if r.ok && att.over.Load() {
 			// This node granted after the attempt was given up or its lease
 			// released (a NOSCRIPT fallback can land after the release):
 			// free it here, or it would stay until its TTL.
-			releaseScript.Exec(context.WithoutCancel(ctx), n.client, keys[:1], []string{owner, releasedChannel(req.Key)})
+			undoScript.Exec(context.WithoutCancel(ctx), n.client, keys[:1], []string{owner})
 		}
 		return r
 	})
@@ -155,7 +161,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// No lease: undo what this attempt set, on every node. A node that has
 	// not answered yet undoes its own grant when it comes (see above).
 	att.over.Store(true)
-	b.releaseAll(ctx, req.Key, owner)
+	b.releaseAll(ctx, req.Key, owner, false)
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
 		return result, errors.Join(errs...)
 	}
@@ -255,9 +261,13 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 		return lock.ErrClosed
 	}
 	if att, ok := req.Handle.(*attempt); ok {
-		att.over.Store(true) // before the release is sent: see Acquire
+		// A node that answered after the decision may take its grant only
+		// now (a NOSCRIPT fallback sends the script again): wait for it,
+		// within the node timeout, so that the release comes after.
+		att.over.Store(true)
+		att.pending.Wait()
 	}
-	released, errs := b.releaseAll(ctx, req.Key, req.Owner)
+	released, errs := b.releaseAll(ctx, req.Key, req.Owner, true)
 	switch {
 	case released > 0:
 		return nil
@@ -267,13 +277,17 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 	return fmt.Errorf("%w: key %q", lock.ErrNotHeld, req.Key)
 }
 
-// releaseAll runs the release script on every node and waits for them all,
-// each within the node timeout, on a context that ctx's end cannot stop.
-func (b *Backend) releaseAll(ctx context.Context, key, owner string) (released int, errs []error) {
+// releaseAll deletes the owner's key on every node and waits for them all,
+// each within the node timeout, on a context that ctx's end cannot stop. It
+// wakes waiters if notify is set: for a release, not for an undo.
+func (b *Backend) releaseAll(ctx context.Context, key, owner string, notify bool) (released int, errs []error) {
 	keys := []string{key}
-	args := []string{owner, releasedChannel(key)}
+	script, args := undoScript, []string{owner}
+	if notify {
+		script, args = releaseScript, []string{owner, releasedChannel(key)}
+	}
 	replies := b.fanOut(context.WithoutCancel(ctx), time.Time{}, b.all(), func(ctx context.Context, n node) reply {
-		v, err := releaseScript.Exec(ctx, n.client, keys, args).AsInt64()
+		v, err := script.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
 	for range b.nodes {

@@ -252,3 +252,36 @@ func gone(s *redistest.Server, key string, d time.Duration) bool {
 		time.Sleep(time.Millisecond) // polls a server, which cannot signal
 	}
 }
+
+// TestReleaseWakesWaiter pins guarantee 6 on Redis: a waiter gets the key
+// when it is released, not at its retry delay (an hour here).
+func TestReleaseWakesWaiter(t *testing.T) {
+	_, addrs := startNodes(t, 3)
+	m := lock.New(dial(t, addrs), lock.WithDelay(time.Hour))
+	defer m.Close()
+	ctx := context.Background()
+	l, err := m.Acquire(ctx, "wake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *lock.Lease)
+	go func() {
+		l2, err := m.Acquire(ctx, "wake")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l2
+	}()
+	// Let the waiter make its first attempt and subscribe; if it has not,
+	// its own attempt after subscribing finds the key free.
+	time.Sleep(100 * time.Millisecond)
+	l.Release(ctx)
+	select {
+	case l2 := <-got:
+		if l2 != nil {
+			l2.Release(ctx)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken by the release")
+	}
+}

@@ -55,6 +55,16 @@ end
 return 0
 `)
 
+// undoScript deletes KEYS[1] if it holds ARGV[1], silently: it takes back
+// a failed attempt's partial grants, which free nothing another owner could
+// use, so waking waiters for them would only make them spin.
+var undoScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
 // releaseScript deletes KEYS[1] if it holds ARGV[1], as node-redlock does,
 // and announces the release on the channel ARGV[2] so that waiters wake.
 var releaseScript = rueidis.NewLuaScript(`
