@@ -1,0 +1,77 @@
+// Package rueidislock is a lock.Backend that keeps locks on N independent
+// Redis nodes, through github.com/redis/rueidis, and holds a lock only while
+// a majority of them agree: Redlock, with clock drift, per-node timeouts,
+// fencing tokens and wake-ups on release.
+//
+// Its name is that of github.com/redis/rueidis/rueidislock, rueidis's own
+// lock package. A program that needs both imports one under another name:
+//
+//	import (
+//		"github.com/redis/rueidis/rueidislock"
+//		leaselock "github.com/leaselock/lock/rueidislock"
+//	)
+//
+// # Nodes
+//
+// Each node is an independent Redis server (or Sentinel group, or Cluster,
+// as one rueidis.Client): never replicas of one another, since a replica
+// that is promoted after a failover may not have the lock key. Use 3 or 5
+// nodes: a majority of them must be up. Dial connects to addresses; New
+// takes clients the caller built, with any rueidis option (TLS, ACL users,
+// Sentinel, Cluster).
+//
+// # The algorithm
+//
+// An attempt sends one script to every node at once, each call bounded by
+// the node timeout and by the attempt's deadline. The script sets the plain
+// key to a value of 128 random bits with a PX TTL (SET NX PX, as node-redlock
+// does, so that Go and Node services exclude each other). The attempt holds
+// the lock as soon as a majority granted it, before the deadline, which is
+// the time of sending plus the TTL minus the drift; it fails as soon as
+// enough nodes refused that a majority is out of reach. A failed attempt
+// deletes its value from every node, also from those that answer late.
+// Extend and Release check the value too (compare-and-PEXPIRE,
+// compare-and-delete); an extension counts only with a majority before the
+// lease's deadline, and never sets a key that is gone. A release publishes
+// on a channel of the key, and waiters subscribed to it wake: one per
+// release, the one that has waited longest.
+//
+// # Fencing tokens
+//
+// Beside each lock key lives a counter that never expires, in the same
+// Redis Cluster hash slot. Every attempt proposes the current time in
+// microseconds as the token: a node that grants raises its counter to the
+// proposal if the proposal is larger. If a majority stored the proposal, it
+// is the token: no extra round trip. Otherwise a second round raises a
+// majority of the granting nodes to the largest counter seen plus one, and
+// only on nodes that still hold the attempt's value.
+//
+// Why tokens strictly increase: when a lease is returned with token t, a
+// majority of nodes hold a counter of at least t, written while the lease
+// held the key there. The next holder's majority meets that majority in at
+// least one node, which granted only after the previous key was gone, and
+// whose counter was then at least t. Its proposal was stored there only if
+// larger than t; and the second round goes above every counter it saw,
+// that one included. The clock of a client only decides whether the second
+// round is needed, never the order.
+//
+// This holds on three conditions, which the operator provides:
+//
+//   - Nodes do not lose writes: appendonly with appendfsync always, or a
+//     node that lost its data stays out for longer than the longest TTL
+//     and has its counters restored before it rejoins.
+//   - Nothing evicts or flushes keys: maxmemory-policy noeviction, no
+//     FLUSHALL. Under memory pressure attempts fail; extend and release
+//     still work.
+//   - The set of nodes is fixed, and every client uses the same one.
+//
+// A token is useful only if the storage the lock protects refuses a token
+// smaller than the last it saw: that stops a holder that was paused past
+// its deadline, which no lease can stop by itself.
+//
+// # Internal names
+//
+// The counter of key k is named after k with a NUL byte in its name, and
+// keys with a NUL byte are refused, so that no user key can alias it. The
+// release channel is "leaselock:released" followed by a NUL and the key.
+package rueidislock
