@@ -69,6 +69,11 @@
 //     for the whole run; acq-p99-ms is the 99th percentile of a lock call.
 //     redsync's unlock, which waits for every node, gets a 50ms context.
 //
+// A failed unlock, and in contended8 a lock call that reaches its limit
+// (the TTL plus 5s), is counted rather than fatal, as unlock-errs/op and
+// lock-errs/op: a node call can outlast a library's timeout on a loaded
+// host, and a lost wake-up should cost a run seconds, not hang it.
+//
 // The module needs Go 1.26, as the newest redsync and go-redis do; the
 // library itself does not.
 package benchmarks

@@ -45,17 +45,24 @@ func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call
 	if !until.IsZero() && until.Before(end) {
 		end = until
 	}
+	one := func(i int) {
+		nctx, cancel := context.WithDeadline(ctx, end)
+		r := call(nctx, b.nodes[i])
+		cancel()
+		r.node = i
+		if r.err != nil {
+			r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
+		}
+		replies <- r
+	}
+	if len(nodes) == 1 {
+		// The decision waits for this node anyway: spare the goroutine,
+		// whose hand-offs cost more than the call on one node.
+		one(nodes[0])
+		return replies
+	}
 	for _, i := range nodes {
-		go func() { // returns when call does: within the node timeout
-			nctx, cancel := context.WithDeadline(ctx, end)
-			r := call(nctx, b.nodes[i])
-			cancel()
-			r.node = i
-			if r.err != nil {
-				r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
-			}
-			replies <- r
-		}()
+		go one(i) // returns when call does: within the node timeout
 	}
 	return replies
 }
