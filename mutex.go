@@ -169,8 +169,12 @@ func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request
 	var errs []error // what the backend said, for the final error
 	if err != nil || res.Acquired {
 		// An error, or a grant that came too late and was given back.
-		if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalid) {
+		if errors.Is(err, ErrClosed) {
 			return nil, err
+		}
+		if errors.Is(err, ErrInvalid) {
+			// The backend refused what no retry cures.
+			return nil, notAcquired(ctx, req.Key, []error{err})
 		}
 		errs = append(errs, err)
 		err, res.Acquired = nil, false
@@ -183,10 +187,13 @@ func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request
 			}
 			errs = append(errs, err) // granted too late: try again
 		} else if err != nil {
-			if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalid) {
+			if errors.Is(err, ErrClosed) {
 				return nil, err
 			}
 			errs = append(errs, err)
+			if errors.Is(err, ErrInvalid) {
+				return nil, notAcquired(ctx, req.Key, errs)
+			}
 		}
 		if res.Owner != "" {
 			req.Owner = res.Owner

@@ -160,6 +160,13 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 			b.closeClients()
 			return nil, fmt.Errorf("rueidislock: addrs[%d] %s: %w", i, redact(addrs[i]), err)
 		}
+		if rerr, refused := rueidis.IsRedisErr(err); refused {
+			// The node is up and refused the handshake (WRONGPASS, NOAUTH):
+			// no retry will cure that.
+			client.Close()
+			b.closeClients()
+			return nil, lock.Invalid(fmt.Sprintf("addrs[%d]", i), redact(addrs[i]), "the node refused the connection: "+rerr.Error())
+		}
 		b.nodes[i] = node{client: client, addr: strings.Join(opt.InitAddress, ",")}
 	}
 	return b, nil

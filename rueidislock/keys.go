@@ -13,8 +13,8 @@ import (
 const (
 	// fenceTagged follows a key that has a hash tag of its own.
 	fenceTagged = "\x00fence"
-	// fenceWrapped follows "{key}" for a key with no hash tag and no '}'.
-	fenceWrapped = "\x00fence:w"
+	// fenceSuffix follows a key with no '{', and is followed by "{tag}".
+	fenceSuffix = "\x00fence"
 	// fenceSlot follows "{tag}" for other keys; the key comes after it.
 	fenceSlot = "\x00fence:s\x00"
 	// releasedPrefix starts the channel a release is announced on.
@@ -23,19 +23,19 @@ const (
 
 // fenceKey returns the name of the fencing counter of key: a key that lives
 // in the same Redis Cluster hash slot as key, so that one script can use
-// both, and that is a different name for every key.
+// both, that is a different name for every key, and that starts with key
+// whenever it can, so that an ACL key pattern like ~app:* covers it.
 func fenceKey(key string) string {
 	if hasHashTag(key) {
 		// The tag comes first, so the suffix does not change the slot.
 		return key + fenceTagged
 	}
-	if !strings.Contains(key, "}") {
-		// The whole key becomes the tag: the slot of "{key}..." is that
-		// of key.
-		return "{" + key + "}" + fenceWrapped
+	if !strings.Contains(key, "{") {
+		// The first '{' is the tag's: a short tag of the key's slot.
+		return key + fenceSuffix + "{" + slotTag(slot(key)) + "}"
 	}
-	// A key with a '}' but no tag cannot be a tag itself: use a short tag
-	// that hashes to the key's slot, and keep the key for uniqueness.
+	// A '{' without a tag would swallow a tag after it: put a tag of the
+	// key's slot first, and keep the key for uniqueness.
 	return "{" + slotTag(slot(key)) + "}" + fenceSlot + key
 }
 

@@ -110,7 +110,11 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
 	att := new(attempt)
 	att.pending.Add(len(b.nodes))
-	replies := b.fanOut(ctx, deadline, b.all(), func(nctx context.Context, n node) reply {
+	// The node calls do not stop when ctx ends: a call cut short may still
+	// reach its node (rueidis has queued it, perhaps on another connection
+	// than the undo), and only a call that sees its grant can undo it. They
+	// are bounded by the node timeout and the deadline instead.
+	replies := b.fanOut(context.WithoutCancel(ctx), deadline, b.all(), func(nctx context.Context, n node) reply {
 		defer att.pending.Done()
 		r := parseAcquire(acquireScript.Exec(nctx, n.client, keys, args))
 		if r.ok && att.over.Load() {
@@ -170,10 +174,32 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	att.over.Store(true)
 	b.releaseAll(ctx, req.Key, owner, false)
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
+		if denied(errs) {
+			// Every node that answered with an error denied the user: no
+			// retry will cure that, and lock.ErrInvalid stops the Mutex.
+			errs = append([]error{lock.Invalid("credentials", "(not shown)", "denied by the nodes")}, errs...)
+		}
 		return result, errors.Join(errs...)
 	}
 	result.HolderTTL = holderTTL
 	return result, nil
+}
+
+// denied reports whether every error is a node refusing the user: a wrong
+// password, no authentication, or no permission for the key or command.
+func denied(errs []error) bool {
+	for _, err := range errs {
+		rerr, ok := rueidis.IsRedisErr(err)
+		if !ok {
+			return false
+		}
+		switch strings.SplitN(rerr.Error(), " ", 2)[0] {
+		case "WRONGPASS", "NOAUTH", "NOPERM":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // fence runs the second round of fencing on the granting nodes: it needs a
@@ -234,7 +260,10 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 	until, _ := ctx.Deadline()
 	keys := []string{req.Key}
 	args := []string{req.Owner, strconv.FormatInt(req.TTL.Milliseconds(), 10)}
-	replies := b.fanOut(ctx, until, b.all(), func(ctx context.Context, n node) reply {
+	// Detached, as in Acquire: Extend returns once a majority answered, and
+	// the calls to slower nodes must still extend the key there (a NOSCRIPT
+	// fallback on a done context would never be sent).
+	replies := b.fanOut(context.WithoutCancel(ctx), until, b.all(), func(ctx context.Context, n node) reply {
 		v, err := extendScript.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})

@@ -170,11 +170,11 @@ func TestFencingFallback(t *testing.T) {
 	// Two nodes of three know a counter from a clock an hour ahead: the
 	// proposal is stored on one node only, fewer than a majority.
 	for _, s := range servers[1:] {
-		if err := s.Do("SET", "{fenced}\x00fence:w", fmt.Sprint(ahead)).Error(); err != nil {
+		if err := s.Do("SET", "{fenced}\x00fence", fmt.Sprint(ahead)).Error(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	l, err := m.Acquire(ctx, "fenced")
+	l, err := m.Acquire(ctx, "{fenced}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,14 +184,14 @@ func TestFencingFallback(t *testing.T) {
 	l.Release(ctx)
 	raised := 0
 	for _, s := range servers {
-		if c, err := s.Do("GET", "{fenced}\x00fence:w").AsInt64(); err == nil && c >= ahead+1 {
+		if c, err := s.Do("GET", "{fenced}\x00fence").AsInt64(); err == nil && c >= ahead+1 {
 			raised++
 		}
 	}
 	if raised < 2 {
 		t.Errorf("%d nodes hold the token, want a majority", raised)
 	}
-	l2, err := m.Acquire(ctx, "fenced")
+	l2, err := m.Acquire(ctx, "{fenced}")
 	if err != nil {
 		t.Fatal(err)
 	}
