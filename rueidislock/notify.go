@@ -147,10 +147,30 @@ func (b *Backend) subConn(i int) *subConn {
 			return c
 		}
 	}
-	client, cancel := b.nodes[i].client.Dedicate()
+	client, cancel := subscriber(b.nodes[i].client).Dedicate()
 	dead := client.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: n.onMessage})
 	n.conns[i] = &subConn{client: client, cancel: cancel, dead: dead}
 	return n.conns[i]
+}
+
+// subscriber returns the client to subscribe through for node c. A Cluster
+// delivers a PUBLISH to every shard, so one shard's connection hears every
+// release; a dedicated connection of the cluster client itself would not
+// know which shard to reach.
+func subscriber(c rueidis.Client) rueidis.Client {
+	if c.Mode() != rueidis.ClientModeCluster {
+		return c
+	}
+	shards := c.Nodes()
+	addrs := make([]string, 0, len(shards))
+	for addr := range shards {
+		addrs = append(addrs, addr)
+	}
+	if len(addrs) == 0 {
+		return c
+	}
+	slices.Sort(addrs)
+	return shards[addrs[0]]
 }
 
 // close gives back every subscribing connection.
