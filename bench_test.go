@@ -2,13 +2,12 @@ package lock_test
 
 import (
 	"context"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/leaselock/lock"
+	"github.com/leaselock/lock/internal/benchutil"
 	"github.com/leaselock/lock/memory"
 )
 
@@ -26,7 +25,7 @@ import (
 // The baselines are sync.Mutex (one per goroutine for distinct) and
 // mapmutex, a map of mutexes behind one mutex, the simplest keyed lock. The
 // hot shape also reports max-wait-ms, a bound on the longest time a lock call
-// waited (see maxWait): every waiter should be served within 10ms, whatever
+// waited (see benchutil.MaxWait): every waiter should be served within 10ms, whatever
 // the traffic. The benchmarks module compares the library with other keyed
 // locks.
 func BenchmarkMutex(b *testing.B) {
@@ -82,7 +81,7 @@ func benchSyncUncontended(b *testing.B) {
 }
 
 func benchMapUncontended(b *testing.B) {
-	km := newMapMutex()
+	km := benchutil.NewMapMutex()
 	b.ReportAllocs()
 	for b.Loop() {
 		km.Lock("key")
@@ -90,21 +89,13 @@ func benchMapUncontended(b *testing.B) {
 	}
 }
 
-// keySource hands each goroutine of a RunParallel its own key, made before
-// its loop so that the loop allocates nothing for keys.
-type keySource struct{ n atomic.Int64 }
-
-func (s *keySource) next() string {
-	return "key-" + strconv.FormatInt(s.n.Add(1), 10)
-}
-
 func benchLockDistinct(b *testing.B) {
 	m := newBenchMutex(b)
 	ctx := context.Background()
-	var keys keySource
+	var keys benchutil.KeySource
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		key := keys.next()
+		key := keys.Next()
 		for pb.Next() {
 			l, err := m.Acquire(ctx, key)
 			if err != nil {
@@ -132,11 +123,11 @@ func benchSyncDistinct(b *testing.B) {
 }
 
 func benchMapDistinct(b *testing.B) {
-	km := newMapMutex()
-	var keys keySource
+	km := benchutil.NewMapMutex()
+	var keys benchutil.KeySource
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		key := keys.next()
+		key := keys.Next()
 		for pb.Next() {
 			km.Lock(key)
 			km.Unlock(key)
@@ -144,43 +135,14 @@ func benchMapDistinct(b *testing.B) {
 	})
 }
 
-// maxWait records the longest wait of a hot benchmark. Reading the clock
-// costs about 50ns on a VM, as much as an uncontended sync.Mutex, so each
-// goroutine reads it once per round, after unlocking, and records the longest
-// time between the ends of two of its rounds: an upper bound on its longest
-// wait that leaves the critical section as it is. Each goroutine keeps its own
-// maximum and merges it once at the end, so that measuring adds no shared
-// cache line to the contention being measured.
-type maxWait struct{ ns atomic.Int64 }
-
-// lap returns the time now, and raises *longest to the time since last.
-func lap(last time.Time, longest *time.Duration) time.Time {
-	now := time.Now()
-	*longest = max(*longest, now.Sub(last))
-	return now
-}
-
-func (w *maxWait) merge(d time.Duration) {
-	for {
-		old := w.ns.Load()
-		if int64(d) <= old || w.ns.CompareAndSwap(old, int64(d)) {
-			return
-		}
-	}
-}
-
-func (w *maxWait) report(b *testing.B) {
-	b.ReportMetric(float64(w.ns.Load())/float64(time.Millisecond), "max-wait-ms")
-}
-
 func benchLockHot(b *testing.B) {
 	m := newBenchMutex(b)
 	ctx := context.Background()
-	var wait maxWait
+	var wait benchutil.MaxWait
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		var longest time.Duration
-		defer func() { wait.merge(longest) }()
+		defer func() { wait.Merge(longest) }()
 		last := time.Now()
 		for pb.Next() {
 			l, err := m.Acquire(ctx, "key")
@@ -192,82 +154,43 @@ func benchLockHot(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			last = lap(last, &longest)
+			last = benchutil.Lap(last, &longest)
 		}
 	})
-	wait.report(b)
+	wait.Report(b)
 }
 
 func benchSyncHot(b *testing.B) {
 	var mu sync.Mutex
-	var wait maxWait
+	var wait benchutil.MaxWait
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		var longest time.Duration
-		defer func() { wait.merge(longest) }()
+		defer func() { wait.Merge(longest) }()
 		last := time.Now()
 		for pb.Next() {
 			mu.Lock()
 			//lint:ignore SA2001 an empty critical section is what is measured
 			mu.Unlock()
-			last = lap(last, &longest)
+			last = benchutil.Lap(last, &longest)
 		}
 	})
-	wait.report(b)
+	wait.Report(b)
 }
 
 func benchMapHot(b *testing.B) {
-	km := newMapMutex()
-	var wait maxWait
+	km := benchutil.NewMapMutex()
+	var wait benchutil.MaxWait
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		var longest time.Duration
-		defer func() { wait.merge(longest) }()
+		defer func() { wait.Merge(longest) }()
 		last := time.Now()
 		for pb.Next() {
 			km.Lock("key")
 			km.Unlock("key")
-			last = lap(last, &longest)
+			last = benchutil.Lap(last, &longest)
 		}
 	})
-	wait.report(b)
-}
-
-// mapMutex is the baseline keyed lock: one mutex guarding a map from key to
-// a mutex and the number of callers using it, so that an unused key is
-// dropped from the map.
-type mapMutex struct {
-	mu    sync.Mutex
-	locks map[string]*mapEntry
-}
-
-type mapEntry struct {
-	mu   sync.Mutex
-	refs int // callers holding or waiting for mu; guarded by mapMutex.mu
-}
-
-func newMapMutex() *mapMutex {
-	return &mapMutex{locks: make(map[string]*mapEntry)}
-}
-
-func (k *mapMutex) Lock(key string) {
-	k.mu.Lock()
-	e := k.locks[key]
-	if e == nil {
-		e = new(mapEntry)
-		k.locks[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-}
-
-func (k *mapMutex) Unlock(key string) {
-	k.mu.Lock()
-	e := k.locks[key]
-	e.mu.Unlock()
-	if e.refs--; e.refs == 0 {
-		delete(k.locks, key)
-	}
-	k.mu.Unlock()
+	wait.Report(b)
 }

@@ -2,15 +2,14 @@ package benchmarks
 
 import (
 	"context"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moby/locker"
 
 	"github.com/leaselock/lock"
+	"github.com/leaselock/lock/internal/benchutil"
 	"github.com/leaselock/lock/memory"
 )
 
@@ -126,10 +125,10 @@ func runUncontended(b *testing.B, l keyLocker) {
 }
 
 func runDistinct(b *testing.B, l keyLocker) {
-	var keys keySource
+	var keys benchutil.KeySource
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		key := keys.next()
+		key := keys.Next()
 		for pb.Next() {
 			l.unlock(key, l.lock(key))
 		}
@@ -137,18 +136,18 @@ func runDistinct(b *testing.B, l keyLocker) {
 }
 
 func runHot(b *testing.B, l keyLocker) {
-	var wait maxWait
+	var wait benchutil.MaxWait
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		var longest time.Duration
-		defer func() { wait.merge(longest) }()
+		defer func() { wait.Merge(longest) }()
 		last := time.Now()
 		for pb.Next() {
 			l.unlock("key", l.lock("key"))
-			last = lap(last, &longest)
+			last = benchutil.Lap(last, &longest)
 		}
 	})
-	wait.report(b)
+	wait.Report(b)
 }
 
 func syncUncontended(b *testing.B) {
@@ -175,95 +174,27 @@ func syncDistinct(b *testing.B) {
 
 func syncHot(b *testing.B) {
 	var mu sync.Mutex
-	var wait maxWait
+	var wait benchutil.MaxWait
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		var longest time.Duration
-		defer func() { wait.merge(longest) }()
+		defer func() { wait.Merge(longest) }()
 		last := time.Now()
 		for pb.Next() {
 			mu.Lock()
 			//lint:ignore SA2001 an empty critical section is what is measured
 			mu.Unlock()
-			last = lap(last, &longest)
+			last = benchutil.Lap(last, &longest)
 		}
 	})
-	wait.report(b)
+	wait.Report(b)
 }
 
-// keySource hands each goroutine of a RunParallel its own key, made before
-// its loop so that the loop allocates nothing for keys.
-type keySource struct{ n atomic.Int64 }
+// mapMutex is the map-of-mutexes baseline as a keyLocker.
+type mapMutex struct{ *benchutil.MapMutex }
 
-func (s *keySource) next() string {
-	return "key-" + strconv.FormatInt(s.n.Add(1), 10)
-}
+func newMapMutex() mapMutex { return mapMutex{benchutil.NewMapMutex()} }
 
-// maxWait records the longest wait of a hot benchmark. Reading the clock
-// costs about 50ns on a VM, as much as an uncontended sync.Mutex, so each
-// goroutine reads it once per round, after unlocking, and records the longest
-// time between the ends of two of its rounds: an upper bound on its longest
-// wait that leaves the critical section as it is. Each goroutine keeps its own
-// maximum and merges it once at the end, so that measuring adds no shared
-// cache line to the contention being measured.
-type maxWait struct{ ns atomic.Int64 }
+func (k mapMutex) lock(key string) any { k.Lock(key); return nil }
 
-// lap returns the time now, and raises *longest to the time since last.
-func lap(last time.Time, longest *time.Duration) time.Time {
-	now := time.Now()
-	*longest = max(*longest, now.Sub(last))
-	return now
-}
-
-func (w *maxWait) merge(d time.Duration) {
-	for {
-		old := w.ns.Load()
-		if int64(d) <= old || w.ns.CompareAndSwap(old, int64(d)) {
-			return
-		}
-	}
-}
-
-func (w *maxWait) report(b *testing.B) {
-	b.ReportMetric(float64(w.ns.Load())/float64(time.Millisecond), "max-wait-ms")
-}
-
-// mapMutex is the baseline keyed lock: one mutex guarding a map from key to
-// a mutex and the number of callers using it, so that an unused key is
-// dropped from the map.
-type mapMutex struct {
-	mu    sync.Mutex
-	locks map[string]*mapEntry
-}
-
-type mapEntry struct {
-	mu   sync.Mutex
-	refs int // callers holding or waiting for mu; guarded by mapMutex.mu
-}
-
-func newMapMutex() *mapMutex {
-	return &mapMutex{locks: make(map[string]*mapEntry)}
-}
-
-func (k *mapMutex) lock(key string) any {
-	k.mu.Lock()
-	e := k.locks[key]
-	if e == nil {
-		e = new(mapEntry)
-		k.locks[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return nil
-}
-
-func (k *mapMutex) unlock(key string, _ any) {
-	k.mu.Lock()
-	e := k.locks[key]
-	e.mu.Unlock()
-	if e.refs--; e.refs == 0 {
-		delete(k.locks, key)
-	}
-	k.mu.Unlock()
-}
+func (k mapMutex) unlock(key string, _ any) { k.Unlock(key) }

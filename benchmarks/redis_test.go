@@ -24,6 +24,7 @@ import (
 	rueidisrl "github.com/redis/rueidis/rueidislock"
 
 	"github.com/leaselock/lock"
+	"github.com/leaselock/lock/internal/benchutil"
 	"github.com/leaselock/lock/internal/redistest"
 	"github.com/leaselock/lock/rueidislock"
 )
@@ -318,13 +319,13 @@ func redisUncontended16(b *testing.B, dial dialFunc, servers []*redistest.Server
 	l := dial(b, addrsOf(servers), false)
 	warm(b, l, "bench:warm")
 	ctx := context.Background()
-	var keys keySource
+	var keys benchutil.KeySource
 	failed := failures{what: "unlock"}
 	b.SetParallelism((redisGoroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		key := "bench:" + keys.next()
+		key := "bench:" + keys.Next()
 		for pb.Next() {
 			held, err := l.lock(ctx, key)
 			if err != nil {
