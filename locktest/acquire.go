@@ -140,6 +140,13 @@ func testCancelWaiter(s *suite) {
 	if !s.await(hk.failedAttempts(k, 1), "waiter's first attempt") {
 		return
 	}
+	if !s.c.polling {
+		// Cancel while the backend waits, so that a Wait deaf to its
+		// context is caught, rather than before it begins.
+		if !s.await(hk.waitStarted(k), "waiter's Wait call") {
+			return
+		}
+	}
 	cancel()
 	r, ok := s.awaitResult(ch, "cancelled waiter")
 	if !ok {

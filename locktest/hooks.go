@@ -14,11 +14,12 @@ import (
 // failed, and when and how often a key is released.
 type hooks struct {
 	mu        sync.Mutex
-	failures  map[string]int     // attempts per key that found it held
-	watches   []watch            // channels to close when failures reach a count
-	attempts  map[string]int     // attempts per key: Acquire and Wait calls
-	releases  map[release]int    // Release calls per key and token
-	onRelease func(lock.Request) // called before the backend's Release
+	failures  map[string]int           // attempts per key that found it held
+	watches   []watch                  // channels to close when failures reach a count
+	attempts  map[string]int           // attempts per key: Acquire and Wait calls
+	waits     map[string]chan struct{} // per key, closed when a Wait call begins
+	releases  map[release]int          // Release calls per key and token
+	onRelease func(lock.Request)       // called before the backend's Release
 
 	afterWait   func(key string) // called when a Wait returns
 	beforeClose func()           // called before the backend's Close
@@ -119,6 +120,21 @@ func (h *hooks) setOnRelease(f func(lock.Request)) {
 	h.mu.Unlock()
 }
 
+// waitStarted returns a channel closed once a Wait call on key has begun.
+func (h *hooks) waitStarted(key string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.waits == nil {
+		h.waits = make(map[string]chan struct{})
+	}
+	c := h.waits[key]
+	if c == nil {
+		c = make(chan struct{})
+		h.waits[key] = c
+	}
+	return c
+}
+
 // setAfterWait sets the function called when a Wait call returns.
 func (h *hooks) setAfterWait(f func(key string)) {
 	h.mu.Lock()
@@ -173,6 +189,12 @@ type hookWaiter struct {
 func (b *hookWaiter) Wait(ctx context.Context, req lock.Request, d time.Duration) (lock.Result, error) {
 	// A wait is an attempt too: it takes the key if it is free.
 	b.h.attempted(req.Key, false)
+	b.h.waitStarted(req.Key) // makes the channel if no one asked yet
+	b.h.mu.Lock()
+	if started := b.h.waits[req.Key]; !isClosed(started) {
+		close(started)
+	}
+	b.h.mu.Unlock()
 	res, err := b.w.Wait(ctx, req, d)
 	b.h.mu.Lock()
 	f := b.h.afterWait
