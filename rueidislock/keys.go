@@ -11,10 +11,9 @@ import (
 // name contains a NUL byte, and keys with a NUL byte are refused, so that no
 // user key can be an internal one.
 const (
-	// fenceTagged follows a key that has a hash tag of its own.
-	fenceTagged = "\x00fence"
-	// fenceSuffix follows a key with no '{', and is followed by "{tag}".
-	fenceSuffix = "\x00fence"
+	// fenceMark follows the key in the counter's name: alone for a key
+	// with a hash tag of its own, then "{tag}" for a key with no '{'.
+	fenceMark = "\x00fence"
 	// fenceSlot follows "{tag}" for other keys; the key comes after it.
 	fenceSlot = "\x00fence:s\x00"
 	// releasedPrefix starts the channel a release is announced on.
@@ -28,11 +27,11 @@ const (
 func fenceKey(key string) string {
 	if hasHashTag(key) {
 		// The tag comes first, so the suffix does not change the slot.
-		return key + fenceTagged
+		return key + fenceMark
 	}
 	if !strings.Contains(key, "{") {
 		// The first '{' is the tag's: a short tag of the key's slot.
-		return key + fenceSuffix + "{" + slotTag(slot(key)) + "}"
+		return key + fenceMark + "{" + slotTag(slot(key)) + "}"
 	}
 	// A '{' without a tag would swallow a tag after it: put a tag of the
 	// key's slot first, and keep the key for uniqueness.

@@ -256,7 +256,7 @@ func gone(s *redistest.Server, key string, d time.Duration) bool {
 // TestReleaseWakesWaiter pins guarantee 6 on Redis: a waiter gets the key
 // when it is released, not at its retry delay (an hour here).
 func TestReleaseWakesWaiter(t *testing.T) {
-	_, addrs := startNodes(t, 3)
+	servers, addrs := startNodes(t, 3)
 	m := lock.New(dial(t, addrs), lock.WithDelay(time.Hour))
 	defer m.Close()
 	ctx := context.Background()
@@ -272,16 +272,29 @@ func TestReleaseWakesWaiter(t *testing.T) {
 		}
 		got <- l2
 	}()
-	// Let the waiter make its first attempt and subscribe; if it has not,
-	// its own attempt after subscribing finds the key free.
-	time.Sleep(100 * time.Millisecond)
+	// Release once the waiter listens on every node, so that only the
+	// notification can wake it before its hour-long delay.
+	if !pollUntil(10*time.Second, func() bool {
+		for _, s := range servers {
+			v, err := s.Do("PUBSUB", "NUMSUB", "leaselock:released\x00wake").ToArray()
+			if err != nil || len(v) != 2 {
+				return false
+			}
+			if n, _ := v[1].AsInt64(); n < 1 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("the waiter did not subscribe to the release channel on every node")
+	}
 	l.Release(ctx)
 	select {
 	case l2 := <-got:
 		if l2 != nil {
 			l2.Release(ctx)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(5 * time.Second): // the holder's TTL, 10s, would wake it later
 		t.Fatal("waiter not woken by the release")
 	}
 }
