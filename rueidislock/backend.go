@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +31,14 @@ type Backend struct {
 	timeout time.Duration
 	owned   bool // made by Dial: Close closes the clients
 	closed  atomic.Bool
-	notes   notifier // wakes waiters on releases
+	closing sync.RWMutex   // held by Close while it sets closed
+	calls   sync.WaitGroup // node calls under way, for Close to wait for
+	notes   notifier       // wakes waiters on releases
+
+	// id and releases name each release in its announcement: id tells
+	// this Backend's releases from other processes'.
+	id       string
+	releases atomic.Uint64
 }
 
 var _ lock.Backend = (*Backend)(nil)
@@ -115,7 +124,7 @@ func New(clients []rueidis.Client, opts ...Option) (*Backend, error) {
 			}
 		}
 	}
-	return &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout}, nil
+	return &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout, id: newValue()[:16]}, nil
 }
 
 // Dial returns a Backend over the nodes at addrs, each "host:port" or a
@@ -152,7 +161,7 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 		seen[target] = i
 		options[i] = opt
 	}
-	b := &Backend{nodes: make([]node, len(addrs)), quorum: len(addrs)/2 + 1, timeout: c.timeout, owned: true}
+	b := &Backend{nodes: make([]node, len(addrs)), quorum: len(addrs)/2 + 1, timeout: c.timeout, owned: true, id: newValue()[:16]}
 	for i, opt := range options {
 		client, err := rueidis.NewClient(opt)
 		if client == nil {
@@ -203,12 +212,19 @@ func redact(addr string) string {
 	return u.String()
 }
 
-// Close makes later calls fail with lock.ErrClosed and, for a Backend made
-// by Dial, closes its clients. It is idempotent.
+// Close makes later calls fail with lock.ErrClosed, waits for the node
+// calls under way, and, for a Backend made by Dial, closes its clients. It
+// is idempotent.
 func (b *Backend) Close() error {
-	if !b.closed.CompareAndSwap(false, true) {
+	b.closing.Lock()
+	first := b.closed.CompareAndSwap(false, true)
+	b.closing.Unlock()
+	if !first {
 		return nil
 	}
+	// Node calls that outlived their caller (those to slow nodes, once a
+	// majority had answered) end within the node timeout.
+	b.calls.Wait()
 	b.notes.close()
 	if b.owned {
 		b.closeClients()
@@ -237,6 +253,12 @@ func newValue() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails since Go 1.24.
 	return hex.EncodeToString(b[:])
+}
+
+// releaseName returns a name for a release, unique to it, to announce it
+// with. It is not the lock value, which must stay secret.
+func (b *Backend) releaseName() string {
+	return b.id + strconv.FormatUint(b.releases.Add(1), 36)
 }
 
 // A NodeError is what one node answered, or failed to answer, to a call.

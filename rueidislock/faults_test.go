@@ -454,10 +454,9 @@ func TestS2MajorityKilled(t *testing.T) {
 // thaw the late commands leave no key past its TTL. Both rueidis modes: the
 // library's default, and AlwaysPipelining as the rest of the suite uses.
 //
-// Acquire and Extend decide at a majority: one node timeout at most.
-// Release waits for every node, and first for the Acquire's own call to
-// the frozen node (so that its release comes after a late grant): two node
-// timeouts when it follows Acquire at once.
+// Acquire, Extend and Release decide at a majority: with one node frozen,
+// none waits for it. With two, a failed attempt waits one node timeout for
+// their answers, and not for its undo on them.
 func TestS3MinorityFrozen(t *testing.T) {
 	for _, mode := range []string{"default", "pipelined"} {
 		t.Run(mode, func(t *testing.T) {
@@ -484,9 +483,7 @@ func TestS3MinorityFrozen(t *testing.T) {
 			if err := servers[0].Freeze(); err != nil {
 				t.Fatal(err)
 			}
-			var stalls []string // Release past its bound: see the skip below
 			bound := faultNodeTimeout + latencyMargin
-			releaseBound := 2*faultNodeTimeout + latencyMargin
 			var keys []string
 			var acq, ext, rel []time.Duration
 			for i := range 10 {
@@ -507,13 +504,13 @@ func TestS3MinorityFrozen(t *testing.T) {
 				err = l.Release(ctx)
 				d := time.Since(start)
 				rel = append(rel, d)
-				if err != nil || d > releaseBound {
-					stalls = append(stalls, fmt.Sprintf("Release %d took %v, want <= %v; error %v", i, d, releaseBound, err))
+				if err != nil {
+					t.Errorf("Release with 1 of 3 frozen: %v", err)
 				}
 			}
 			t.Logf("1 frozen: Acquire max %v, Extend max %v, Release p50 %v max %v",
 				percentile(acq, 1), percentile(ext, 1), percentile(rel, .5), percentile(rel, 1))
-			for what, ds := range map[string][]time.Duration{"Acquire": acq, "Extend": ext} {
+			for what, ds := range map[string][]time.Duration{"Acquire": acq, "Extend": ext, "Release": rel} {
 				if p := percentile(ds, 1); p > bound {
 					t.Errorf("%s with 1 of 3 frozen: max %v, want <= %v", what, p, bound)
 				}
@@ -535,8 +532,8 @@ func TestS3MinorityFrozen(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("TryAcquire with 2 of 3 frozen = %v, want the nodes' timeouts in it", err)
 			}
-			if elapsed > releaseBound {
-				stalls = append(stalls, fmt.Sprintf("TryAcquire with 2 of 3 frozen took %v, want <= %v", elapsed, releaseBound))
+			if elapsed > bound {
+				t.Errorf("TryAcquire with 2 of 3 frozen took %v, want <= %v", elapsed, bound)
 			}
 
 			for _, s := range servers[:2] {
@@ -547,12 +544,6 @@ func TestS3MinorityFrozen(t *testing.T) {
 			// The frozen nodes now run what was queued, acquires included:
 			// those keys must go by their TTL at the latest.
 			checkGone(t, servers, time.Now().Add(faultTTL+50*time.Millisecond), keys...)
-			if len(stalls) > 0 {
-				for _, s := range stalls {
-					t.Log(s)
-				}
-				t.Skipf("known bug: with a frozen node, a call that waits for every node (Release, the undo of a failed attempt) can take ~1 s: rueidis reconnects to the frozen node, its failed handshake blocks in pipe.Close for 1 s, and the other calls to that node wait for the reconnect ignoring their context (%d stalls)", len(stalls))
-			}
 		})
 	}
 }

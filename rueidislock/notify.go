@@ -13,24 +13,66 @@ import (
 
 var _ lock.Waiter = (*Backend)(nil)
 
+// linger is how long a key's subscriptions outlive its last waiter. A key
+// that is waited for again soon, as a contended key is after every
+// hand-off, keeps them instead of paying for a SUBSCRIBE and an
+// UNSUBSCRIBE each time.
+const linger = time.Second
+
+// resubscribeDelay is how long a node whose subscription failed is left
+// alone before a waiter tries it again, so that a dead node does not cost
+// every waiter a node timeout.
+const resubscribeDelay = time.Second
+
 // notifier wakes waiters when a key is released. The release script
 // publishes on the key's channel on every node it frees; the notifier keeps
 // one subscribing connection per node, made on first need, and subscribes
-// to a key's channel while someone waits for that key. A node whose
-// connection fails only stops waking waiters early: they still wake at the
-// holder's TTL or the retry delay.
+// to a key's channel while someone waits for that key, and for linger
+// after. A node whose connection fails only stops waking waiters early:
+// they still wake at the holder's TTL or the retry delay.
 type notifier struct {
 	mu      sync.Mutex
-	conns   []*subConn        // per node; nil until needed or after a failure
+	conns   []*subConn        // per node; nil until needed
+	retryAt []time.Time       // per node: no new subscription before
 	watches map[string]*watch // by channel
+	reaper  *time.Timer       // armed while a watch is idle
+	workers sync.WaitGroup    // connecting or unsubscribing; Close waits
 	closed  bool
 }
 
-// subConn is one node's subscribing connection.
+// subConn is one node's subscribing connection. It is made in the
+// background: a node that does not answer can hold the dial for the
+// client's dial timeout, far longer than a waiter should wait.
 type subConn struct {
+	ready  chan struct{} // closed once the connection is made or failed
 	client rueidis.DedicatedClient
 	cancel func() // gives the connection back to the client's pool
 	dead   <-chan error
+}
+
+// alive reports whether c is made and still connected.
+func (c *subConn) alive() bool {
+	select {
+	case <-c.ready:
+	default:
+		return false
+	}
+	select {
+	case <-c.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// connecting reports whether c is still being made.
+func (c *subConn) connecting() bool {
+	select {
+	case <-c.ready:
+		return false
+	default:
+		return true
+	}
 }
 
 // watch is the interest of waiters in one channel. A release wakes one
@@ -39,59 +81,135 @@ type subConn struct {
 type watch struct {
 	refs  int
 	queue []chan struct{} // waiters not yet woken, oldest first
-	ready chan struct{}   // closed once the subscriptions were tried
+	subs  []*subConn      // per node: the connection subscribed, or nil
+
+	// busy is closed when the SUBSCRIBE or UNSUBSCRIBE being sent for the
+	// watch is done; nil when none is.
+	busy chan struct{}
+
+	since time.Time // when a subscription last began to stand
+	heard time.Time // when the last release was heard
+	idle  time.Time // when the last waiter left
+	seen  [4]heardRelease // the last releases heard, by name
 }
 
-// watch subscribes to channel on every node, unless another waiter already
-// did, and returns a channel closed at the next release message, and a func
-// to call when done waiting. It returns when the subscriptions stand (or
-// failed, each within the node timeout), so that a release after it returns
-// is not missed.
-func (b *Backend) watch(ctx context.Context, channel string) (<-chan struct{}, func()) {
+// heardRelease counts the nodes that announced one release.
+type heardRelease struct {
+	name  string
+	nodes int
+}
+
+// watch makes the caller a waiter of channel: it subscribes on every node
+// where the channel is not yet subscribed and returns when the
+// subscriptions stand, or failed, each within the node timeout. wake
+// receives at a release heard after that. The caller must call unwatch
+// when it stops waiting. It returns a nil watch after Close.
+func (b *Backend) watch(ctx context.Context, channel string) (w *watch, wake chan struct{}) {
 	n := &b.notes
 	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return nil, func() {}
-	}
-	w := n.watches[channel]
-	first := w == nil
-	if first {
-		w = &watch{ready: make(chan struct{})}
-		if n.watches == nil {
-			n.watches = make(map[string]*watch)
+	for {
+		if n.closed {
+			n.mu.Unlock()
+			return nil, nil
 		}
-		n.watches[channel] = w
+		w = n.watches[channel]
+		if w == nil {
+			w = &watch{subs: make([]*subConn, len(b.nodes))}
+			if n.watches == nil {
+				n.watches = make(map[string]*watch)
+			}
+			n.watches[channel] = w
+		}
+		if w.busy == nil {
+			break
+		}
+		// Another waiter is subscribing, or the reaper unsubscribing:
+		// wait for it, within the node timeout, then look again.
+		busy := w.busy
+		n.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, nil
+		}
+		n.mu.Lock()
 	}
 	w.refs++
-	wake := make(chan struct{}, 1)
+	wake = make(chan struct{}, 1)
 	w.queue = append(w.queue, wake)
+	missing := b.missingLocked(w)
+	if len(missing) == 0 {
+		n.mu.Unlock()
+		return w, wake
+	}
+	w.busy = make(chan struct{})
 	n.mu.Unlock()
 
-	if first {
-		b.eachNode(ctx, func(ctx context.Context, i int) {
-			if c := b.subConn(i); c != nil {
-				// The PING after SUBSCRIBE answers once the server has
-				// taken the subscription: replies come in order.
-				c.client.Do(ctx, c.client.B().Subscribe().Channel(channel).Build())
-				c.client.Do(ctx, c.client.B().Ping().Build())
-			}
-		})
-		close(w.ready)
-	} else {
-		select {
-		case <-w.ready:
-		case <-ctx.Done():
+	// Detached: a waiter that leaves must not make the node look down.
+	subs := make([]*subConn, len(missing))
+	b.eachNode(context.WithoutCancel(ctx), missing, func(ctx context.Context, k int) {
+		c := b.subConn(missing[k])
+		if c == nil {
+			return
 		}
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return
+		}
+		if !c.alive() {
+			return
+		}
+		// The PING answers once the server has taken the subscription:
+		// replies come in order. Both go in one write.
+		res := c.client.DoMulti(ctx,
+			c.client.B().Subscribe().Channel(channel).Build(),
+			c.client.B().Ping().Build())
+		if res[1].Error() == nil {
+			subs[k] = c
+		}
+	})
+
+	n.mu.Lock()
+	now := time.Now()
+	for k, i := range missing {
+		if subs[k] == nil {
+			n.retryAt[i] = now.Add(resubscribeDelay)
+			continue
+		}
+		w.subs[i] = subs[k]
+		w.since = now
 	}
-	return wake, func() { b.unwatch(channel, w, wake) }
+	close(w.busy)
+	w.busy = nil
+	n.mu.Unlock()
+	return w, wake
 }
 
-// unwatch drops one waiter's interest in channel, and unsubscribes when it
-// was the last.
-func (b *Backend) unwatch(channel string, w *watch, wake chan struct{}) {
+// missingLocked lists the nodes where w has no live subscription and a new
+// one may be tried.
+func (b *Backend) missingLocked(w *watch) []int {
+	n := &b.notes
+	if n.retryAt == nil {
+		n.retryAt = make([]time.Time, len(b.nodes))
+	}
+	var missing []int
+	now := time.Now()
+	for i, c := range w.subs {
+		if (c == nil || !c.alive()) && !now.Before(n.retryAt[i]) {
+			w.subs[i] = nil
+			missing = append(missing, i)
+		}
+	}
+	return missing
+}
+
+// unwatch ends the caller's wait on w. The subscriptions stay for linger,
+// for the next waiter.
+func (b *Backend) unwatch(w *watch, wake chan struct{}) {
 	n := &b.notes
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if i := slices.Index(w.queue, wake); i >= 0 {
 		w.queue = slices.Delete(w.queue, i, i+1)
 	} else if len(wake) > 0 && len(w.queue) > 0 {
@@ -102,33 +220,119 @@ func (b *Backend) unwatch(channel string, w *watch, wake chan struct{}) {
 		next <- struct{}{}
 	}
 	w.refs--
-	last := w.refs == 0 && n.watches[channel] == w
-	if last {
-		delete(n.watches, channel)
-	}
-	n.mu.Unlock()
-	if last {
-		<-w.ready
-		b.eachNode(context.Background(), func(ctx context.Context, i int) {
-			if c := b.subConn(i); c != nil {
-				c.client.Do(ctx, c.client.B().Unsubscribe().Channel(channel).Build())
-			}
-		})
+	if w.refs == 0 {
+		w.idle = time.Now()
+		if n.reaper == nil && !n.closed {
+			n.reaper = time.AfterFunc(linger, b.reap)
+		}
 	}
 }
 
-// onMessage wakes the oldest waiter of the message's channel.
-func (n *notifier) onMessage(m rueidis.PubSubMessage) {
+// reap unsubscribes the watches idle for linger, and comes back while
+// others are idle.
+func (b *Backend) reap() {
+	n := &b.notes
+	n.mu.Lock()
+	n.reaper = nil
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	var (
+		now  = time.Now()
+		gone = make(map[string]*watch)
+		next time.Duration // until the next idle watch is due
+		subs = make(map[*subConn][]string)
+	)
+	for channel, w := range n.watches {
+		if w.refs > 0 || w.busy != nil {
+			continue
+		}
+		if left := linger - now.Sub(w.idle); left > 0 {
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		// Busy until unsubscribed: a waiter that comes meanwhile waits and
+		// makes a new watch, whose SUBSCRIBE cannot be overtaken by this
+		// UNSUBSCRIBE.
+		gone[channel] = w
+		w.busy = make(chan struct{})
+		for _, c := range w.subs {
+			if c != nil && c.alive() {
+				subs[c] = append(subs[c], channel)
+			}
+		}
+	}
+	if next > 0 {
+		n.reaper = time.AfterFunc(next, b.reap)
+	}
+	n.workers.Add(1)
+	n.mu.Unlock()
+	defer n.workers.Done()
+
+	var wg sync.WaitGroup
+	for c, channels := range subs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+			defer cancel()
+			c.client.Do(ctx, c.client.B().Unsubscribe().Channel(channels...).Build())
+		})
+	}
+	wg.Wait()
+
+	n.mu.Lock()
+	for channel, w := range gone {
+		if n.watches[channel] == w {
+			delete(n.watches, channel)
+		}
+		close(w.busy)
+		w.busy = nil
+	}
+	n.mu.Unlock()
+}
+
+// onMessage wakes the oldest waiter of the message's channel once the
+// release it announces is heard from a majority of the nodes (or from
+// every node the watch listens to, if fewer): every node the release frees
+// announces it under the same name, and an attempt made before a majority
+// is free would fail.
+func (b *Backend) onMessage(m rueidis.PubSubMessage) {
+	n := &b.notes
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if w := n.watches[m.Channel]; w != nil && len(w.queue) > 0 {
+	w := n.watches[m.Channel]
+	if w == nil {
+		return
+	}
+	if m.Message != "" && b.quorum > 1 {
+		i := slices.IndexFunc(w.seen[:], func(h heardRelease) bool { return h.name == m.Message })
+		if i < 0 {
+			copy(w.seen[1:], w.seen[:len(w.seen)-1])
+			w.seen[0], i = heardRelease{name: m.Message}, 0
+		}
+		w.seen[i].nodes++
+		need := 0
+		for _, c := range w.subs {
+			if c != nil && c.alive() {
+				need++
+			}
+		}
+		if w.seen[i].nodes != min(b.quorum, max(need, 1)) {
+			return // not yet, or woken already
+		}
+	}
+	w.heard = time.Now()
+	if len(w.queue) > 0 {
 		next := w.queue[0]
 		w.queue = w.queue[1:]
 		next <- struct{}{}
 	}
 }
 
-// subConn returns node i's subscribing connection, making it if needed.
+// subConn returns node i's subscribing connection, made or being made,
+// or nil after Close.
 func (b *Backend) subConn(i int) *subConn {
 	n := &b.notes
 	n.mu.Lock()
@@ -139,19 +343,41 @@ func (b *Backend) subConn(i int) *subConn {
 	if n.conns == nil {
 		n.conns = make([]*subConn, len(b.nodes))
 	}
-	if c := n.conns[i]; c != nil {
-		select {
-		case <-c.dead:
-			c.cancel() // failed: make another
-		default:
-			return c
-		}
+	if c := n.conns[i]; c != nil && (c.connecting() || c.alive()) {
+		return c
+	} else if c != nil && c.cancel != nil {
+		c.cancel() // failed: make another
 	}
-	client, cancel := subscriber(b.nodes[i].client).Dedicate()
-	dead := client.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: n.onMessage})
-	n.conns[i] = &subConn{client: client, cancel: cancel, dead: dead}
-	return n.conns[i]
+	c := &subConn{ready: make(chan struct{})}
+	n.conns[i] = c
+	n.workers.Add(1)
+	go b.connect(i, c)
+	return c
 }
+
+// connect makes c, a subscribing connection to node i.
+func (b *Backend) connect(i int, c *subConn) {
+	n := &b.notes
+	defer n.workers.Done()
+	client, cancel := subscriber(b.nodes[i].client).Dedicate()
+	dead := client.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		cancel()
+		c.dead = closedErrs
+	} else {
+		c.client, c.cancel, c.dead = client, cancel, dead
+	}
+	close(c.ready)
+}
+
+// closedErrs is a dead connection's channel.
+var closedErrs = func() <-chan error {
+	ch := make(chan error)
+	close(ch)
+	return ch
+}()
 
 // subscriber returns the client to subscribe through for node c. A Cluster
 // delivers a PUBLISH to every shard, so one shard's connection hears every
@@ -173,58 +399,89 @@ func subscriber(c rueidis.Client) rueidis.Client {
 	return shards[addrs[0]]
 }
 
-// close gives back every subscribing connection.
+// close gives back every subscribing connection, once no worker uses
+// them.
 func (n *notifier) close() {
 	n.mu.Lock()
-	conns := n.conns
-	n.conns, n.closed = nil, true
+	n.closed = true
+	if n.reaper != nil {
+		n.reaper.Stop()
+		n.reaper = nil
+	}
 	n.mu.Unlock()
-	for _, c := range conns {
-		if c != nil {
+	n.workers.Wait()
+	for _, c := range n.conns {
+		if c != nil && c.cancel != nil {
 			c.cancel()
 		}
 	}
 }
 
-// eachNode runs f for every node at once, each bounded by the node
-// timeout, and returns when all have.
-func (b *Backend) eachNode(ctx context.Context, f func(ctx context.Context, i int)) {
+// eachNode runs f(k) for every k of nodes at once, each bounded by the
+// node timeout, and returns when all have.
+func (b *Backend) eachNode(ctx context.Context, nodes []int, f func(ctx context.Context, k int)) {
 	var wg sync.WaitGroup
-	for i := range b.nodes {
+	for k := range nodes {
 		wg.Go(func() {
 			nctx, cancel := context.WithTimeout(ctx, b.timeout)
 			defer cancel()
-			f(nctx, i)
+			f(nctx, k)
 		})
 	}
 	wg.Wait()
 }
 
-// Wait makes an attempt once it listens for the key's release, then waits
-// for the release, the holder's TTL, d, or ctx, whichever comes first. It
-// returns the attempt's grant if it got one, and otherwise tells the Mutex
-// to try again.
+// Wait listens for the key's release, then waits for it, for d, or for
+// ctx, whichever comes first, and tells the Mutex to make its next attempt.
+// req.Handle is the Handle of the caller's last attempt: Wait returns at
+// once if a release was heard since that attempt began, and makes an
+// attempt itself first if its subscription is newer than that attempt,
+// which could have missed a release in between.
 func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (lock.Result, error) {
 	if err := b.check(&req); err != nil {
 		return lock.Result{}, err
 	}
-	released, done := b.watch(ctx, releasedChannel(req.Key))
-	defer done()
-	// A release between the caller's last attempt and the subscription
-	// would be missed: try once more now that it stands.
-	res, err := b.Acquire(ctx, req)
-	if err != nil || res.Acquired {
-		return res, err
+	next := lock.Result{Owner: req.Owner}
+	w, wake := b.watch(ctx, releasedChannel(req.Key))
+	if w == nil {
+		if b.closed.Load() {
+			return lock.Result{}, lock.ErrClosed
+		}
+		return next, nil // ctx ended
 	}
-	if res.HolderTTL > 0 && res.HolderTTL < d {
-		d = res.HolderTTL
+	defer b.unwatch(w, wake)
+
+	att, ok := req.Handle.(*attempt)
+	if ok {
+		b.notes.mu.Lock()
+		heard, since := !w.heard.Before(att.start), !w.since.Before(att.start)
+		b.notes.mu.Unlock()
+		if heard {
+			// A release since the last attempt began, heard before this
+			// waiter queued: the key may be free.
+			return next, nil
+		}
+		ok = !since
+	}
+	if !ok {
+		// The subscription is newer than the last attempt, or the caller
+		// did not say when that was: a release before it would be missed,
+		// so make an attempt now that it stands.
+		res, err := b.Acquire(ctx, req)
+		if err != nil || res.Acquired {
+			return res, err
+		}
+		next.Owner = res.Owner
+		if res.HolderTTL > 0 && res.HolderTTL < d {
+			d = res.HolderTTL
+		}
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-released:
+	case <-wake:
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return lock.Result{Owner: res.Owner}, nil
+	return next, nil
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -16,12 +15,59 @@ import (
 )
 
 // attempt is the state an Acquire shares with its node calls that are
-// still on their way. over is set, before any release is sent, once the
-// attempt failed or its lease is released; a node that grants after that
-// frees its key itself.
+// still on their way. Once the attempt failed or its lease is released, it
+// is over: a node call that ends after that undoes what its node may have
+// granted, and one that ended before is counted in granted or unsure, for
+// the undo to cover.
 type attempt struct {
-	over    atomic.Bool
-	pending sync.WaitGroup // node calls still on their way
+	start time.Time // when the attempt was sent, for Wait
+
+	mu    sync.Mutex
+	over  bool
+	state []nodeState // per node, as answered before the attempt was over
+}
+
+// nodeState is what an attempt knows of its key on one node.
+type nodeState uint8
+
+const (
+	notSet  nodeState = iota // refused, or not answered yet
+	granted                  // the node holds the key for the attempt
+	unsure                   // the call failed: the node may hold it
+)
+
+// settle records node i's answer r, and reports whether the attempt was
+// over already, in which case the caller must undo what the node may have
+// granted.
+func (a *attempt) settle(i int, r reply) (late bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.over {
+		switch {
+		case r.err != nil:
+			a.state[i] = unsure
+		case r.ok:
+			a.state[i] = granted
+		}
+	}
+	return a.over
+}
+
+// end marks the attempt over. It returns the nodes an undo must cover, and
+// how many of them are known to hold the key.
+func (a *attempt) end() (nodes []int, held int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.over = true
+	for i, s := range a.state {
+		if s != notSet {
+			nodes = append(nodes, i)
+		}
+		if s == granted {
+			held++
+		}
+	}
+	return nodes, held
 }
 
 // reply is one node's answer to a script.
@@ -39,7 +85,7 @@ type reply struct {
 // arrive on. The channel has room for every reply, so a node that answers
 // after the caller decided never blocks: its goroutine ends within the
 // node timeout.
-func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call func(ctx context.Context, n node) reply) <-chan reply {
+func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) <-chan reply {
 	replies := make(chan reply, len(nodes))
 	end := time.Now().Add(b.timeout)
 	if !until.IsZero() && until.Before(end) {
@@ -47,10 +93,11 @@ func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call
 	}
 	one := func(i int) {
 		nctx, cancel := context.WithDeadline(ctx, end)
-		r := call(nctx, b.nodes[i])
+		r := call(nctx, i, b.nodes[i])
 		cancel()
 		r.node = i
 		if r.err != nil {
+			lock.ReportNodeError(ctx, i, b.nodes[i].addr, r.err) // to the Mutex's Observer, if any
 			r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
 		}
 		replies <- r
@@ -61,8 +108,23 @@ func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call
 		one(nodes[0])
 		return replies
 	}
+	// Close waits for the calls: the lock on closing keeps it from
+	// waiting before they are counted.
+	b.closing.RLock()
+	if b.closed.Load() {
+		b.closing.RUnlock()
+		for _, i := range nodes {
+			replies <- reply{node: i, err: lock.ErrClosed}
+		}
+		return replies
+	}
+	b.calls.Add(len(nodes))
+	b.closing.RUnlock()
 	for _, i := range nodes {
-		go one(i) // returns when call does: within the node timeout
+		go func() { // returns when call does: within the node timeout
+			defer b.calls.Done()
+			one(i)
+		}()
 	}
 	return replies
 }
@@ -108,20 +170,22 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	proposal := strconv.FormatInt(start.UnixMicro(), 10)
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
-	att := new(attempt)
-	att.pending.Add(len(b.nodes))
+	att := &attempt{start: start, state: make([]nodeState, len(b.nodes))}
 	// The node calls do not stop when ctx ends: a call cut short may still
 	// reach its node (rueidis has queued it, perhaps on another connection
 	// than the undo), and only a call that sees its grant can undo it. They
 	// are bounded by the node timeout and the deadline instead.
-	replies := b.fanOut(context.WithoutCancel(ctx), deadline, b.all(), func(nctx context.Context, n node) reply {
-		defer att.pending.Done()
+	replies := b.fanOut(context.WithoutCancel(ctx), deadline, b.all(), func(nctx context.Context, i int, n node) reply {
 		r := parseAcquire(acquireScript.Exec(nctx, n.client, keys, args))
-		if r.ok && att.over.Load() {
-			// This node granted after the attempt was given up or its lease
-			// released (a NOSCRIPT fallback can land after the release):
-			// free it here, or it would stay until its TTL.
-			undoScript.Exec(context.WithoutCancel(ctx), n.client, keys[:1], []string{owner})
+		if att.settle(i, r) && (r.ok || r.err != nil) {
+			// This node granted, or may have, after the attempt was given
+			// up or its lease released (a NOSCRIPT fallback can land after
+			// the release, a timed-out call when a frozen node thaws):
+			// free it here, or it would stay until its TTL. The undo goes
+			// behind the call on the node's connection.
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+			undoScript.Exec(uctx, n.client, keys[:1], []string{owner})
+			cancel()
 		}
 		return r
 	})
@@ -169,10 +233,16 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 			return result, nil
 		}
 	}
-	// No lease: undo what this attempt set, on every node. A node that has
-	// not answered yet undoes its own grant when it comes (see above).
-	att.over.Store(true)
-	b.releaseAll(ctx, req.Key, owner, false)
+	// No lease: undo what this attempt set. A node that refused set
+	// nothing, and one that has not answered yet undoes its own grant when
+	// it comes (see above): what is left is the nodes that granted, and
+	// those whose answer was lost.
+	// It returns once the nodes known to hold the key have answered: the
+	// undo of those that failed runs on, within the node timeout, since a
+	// node that failed once is likely to fail again, slowly.
+	if undo, held := att.end(); len(undo) > 0 {
+		b.releaseOn(ctx, undo, held, req.Key, owner, false)
+	}
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
 		if denied(errs) {
 			// Every node that answered with an error denied the user: no
@@ -206,7 +276,7 @@ func denied(errs []error) bool {
 // majority of acknowledgements before the deadline.
 func (b *Backend) fence(ctx context.Context, deadline time.Time, granted []int, keys []string, owner string, token uint64) error {
 	args := []string{owner, strconv.FormatUint(token, 10)}
-	replies := b.fanOut(ctx, deadline, granted, func(ctx context.Context, n node) reply {
+	replies := b.fanOut(ctx, deadline, granted, func(ctx context.Context, _ int, n node) reply {
 		v, err := fenceScript.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
@@ -263,7 +333,7 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 	// Detached, as in Acquire: Extend returns once a majority answered, and
 	// the calls to slower nodes must still extend the key there (a NOSCRIPT
 	// fallback on a done context would never be sent).
-	replies := b.fanOut(context.WithoutCancel(ctx), until, b.all(), func(ctx context.Context, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), until, b.all(), func(ctx context.Context, _ int, n node) reply {
 		v, err := extendScript.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
@@ -291,19 +361,19 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 
 // Release deletes the key on every node where the owner holds it, and
 // announces the release to waiters. It makes one call per node and never
-// retries: a key that is gone stays gone.
+// retries: a key that is gone stays gone. It returns once a majority has
+// released the key, or every node has answered.
 func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 	if b.closed.Load() {
 		return lock.ErrClosed
 	}
 	if att, ok := req.Handle.(*attempt); ok {
-		// A node that answered after the decision may take its grant only
-		// now (a NOSCRIPT fallback sends the script again): wait for it,
-		// within the node timeout, so that the release comes after.
-		att.over.Store(true)
-		att.pending.Wait()
+		// A node call of the Acquire still on its way (a NOSCRIPT fallback
+		// sends the script again, a frozen node runs it when it thaws)
+		// undoes its grant itself from now on.
+		att.end()
 	}
-	released, errs := b.releaseAll(ctx, req.Key, req.Owner, true)
+	released, errs := b.releaseOn(ctx, b.all(), b.quorum, req.Key, req.Owner, true)
 	switch {
 	case released > 0:
 		return nil
@@ -313,20 +383,25 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 	return fmt.Errorf("%w: key %q", lock.ErrNotHeld, req.Key)
 }
 
-// releaseAll deletes the owner's key on every node and waits for them all,
-// each within the node timeout, on a context that ctx's end cannot stop. It
-// wakes waiters if notify is set: for a release, not for an undo.
-func (b *Backend) releaseAll(ctx context.Context, key, owner string, notify bool) (released int, errs []error) {
+// releaseOn deletes the owner's key on nodes, on a context that ctx's end
+// cannot stop, each call within the node timeout. It returns once enough
+// nodes have deleted it, or all have answered; the calls it does not wait
+// for run on. It wakes waiters if notify is set: for a release, not for an
+// undo.
+func (b *Backend) releaseOn(ctx context.Context, nodes []int, enough int, key, owner string, notify bool) (released int, errs []error) {
 	keys := []string{key}
 	script, args := undoScript, []string{owner}
 	if notify {
-		script, args = releaseScript, []string{owner, releasedChannel(key)}
+		script, args = releaseScript, []string{owner, releasedChannel(key), b.releaseName()}
 	}
-	replies := b.fanOut(context.WithoutCancel(ctx), time.Time{}, b.all(), func(ctx context.Context, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {
 		v, err := script.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
-	for range b.nodes {
+	for range nodes {
+		if released >= enough {
+			break
+		}
 		r := <-replies
 		if r.ok {
 			released++

@@ -67,10 +67,12 @@ return 0
 
 // releaseScript deletes KEYS[1] if it holds ARGV[1], as node-redlock does,
 // and announces the release on the channel ARGV[2] so that waiters wake.
+// The message ARGV[3] names the release, the same on every node, so that a
+// waiter wakes once per release however many nodes announce it.
 var releaseScript = rueidis.NewLuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
-	redis.call('PUBLISH', ARGV[2], '')
+	redis.call('PUBLISH', ARGV[2], ARGV[3])
 	return 1
 end
 return 0
