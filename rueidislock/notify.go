@@ -87,9 +87,9 @@ type watch struct {
 	// watch is done; nil when none is.
 	busy chan struct{}
 
-	since time.Time // when a subscription last began to stand
-	heard time.Time // when the last release was heard
-	idle  time.Time // when the last waiter left
+	since time.Time       // when a subscription last began to stand
+	heard time.Time       // when the last release was heard
+	idle  time.Time       // when the last waiter left
 	seen  [4]heardRelease // the last releases heard, by name
 }
 
