@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -48,6 +49,7 @@ type subConn struct {
 	client rueidis.DedicatedClient
 	cancel func() // gives the connection back to the client's pool
 	dead   <-chan error
+	gone   atomic.Bool // dead was seen: it may hold an error rather than be closed
 }
 
 // alive reports whether c is made and still connected.
@@ -57,8 +59,12 @@ func (c *subConn) alive() bool {
 	default:
 		return false
 	}
+	if c.gone.Load() {
+		return false
+	}
 	select {
 	case <-c.dead:
+		c.gone.Store(true)
 		return false
 	default:
 		return true
