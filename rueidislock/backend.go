@@ -22,6 +22,12 @@ import (
 // useful TTL, so that a dead or frozen node costs an attempt little.
 const DefaultNodeTimeout = 50 * time.Millisecond
 
+// DefaultDialTimeout bounds, for Dial, each connection to a node and its
+// handshake: a node that is frozen, or behind a firewall that drops
+// packets, holds Dial that long. rueidis's own default is 5 s; set another
+// with WithClientOption (the rueidis.ClientOption's Dialer.Timeout).
+const DefaultDialTimeout = time.Second
+
 // A Backend keeps locks on N independent Redis nodes and holds a lock only
 // while a majority of them, N/2+1, agree. Create it with New or Dial and pass
 // it to lock.New. It is safe for concurrent use.
@@ -151,6 +157,7 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 		// and client-side caching is of no use to a lock.
 		opt.ForceSingleClient = true
 		opt.DisableCache = true
+		opt.Dialer.Timeout = DefaultDialTimeout
 		if c.client != nil {
 			c.client(&opt)
 		}
@@ -162,21 +169,33 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 		options[i] = opt
 	}
 	b := &Backend{nodes: make([]node, len(addrs)), quorum: len(addrs)/2 + 1, timeout: c.timeout, owned: true, id: newValue()[:16]}
+	// Connect to every node at once: a node that does not answer holds
+	// its NewClient for the dial timeout, and should not add it to the
+	// others'.
+	clients := make([]rueidis.Client, len(options))
+	errs := make([]error, len(options))
+	var wg sync.WaitGroup
 	for i, opt := range options {
-		client, err := rueidis.NewClient(opt)
+		wg.Go(func() { clients[i], errs[i] = rueidis.NewClient(opt) })
+	}
+	wg.Wait()
+	for i, client := range clients {
+		if client != nil {
+			b.nodes[i] = node{client: client, addr: strings.Join(options[i].InitAddress, ",")}
+		}
+	}
+	for i, client := range clients {
 		if client == nil {
 			// A configuration error, not a node that is down.
 			b.closeClients()
-			return nil, fmt.Errorf("rueidislock: addrs[%d] %s: %w", i, redact(addrs[i]), err)
+			return nil, fmt.Errorf("rueidislock: addrs[%d] %s: %w", i, redact(addrs[i]), errs[i])
 		}
-		if rerr, refused := rueidis.IsRedisErr(err); refused {
+		if rerr, refused := rueidis.IsRedisErr(errs[i]); refused {
 			// The node is up and refused the handshake (WRONGPASS, NOAUTH):
 			// no retry will cure that.
-			client.Close()
 			b.closeClients()
 			return nil, lock.Invalid(fmt.Sprintf("addrs[%d]", i), redact(addrs[i]), "the node refused the connection: "+rerr.Error())
 		}
-		b.nodes[i] = node{client: client, addr: strings.Join(opt.InitAddress, ",")}
 	}
 	return b, nil
 }

@@ -305,6 +305,40 @@ func TestS1MinorityKilled(t *testing.T) {
 
 // TestS1DialWithNodesDown: Dial succeeds with two of five nodes down, locks
 // work at once, and the nodes are used once they come up.
+// TestS3DialWithNodeFrozen: Dial connects to the nodes at once, so a
+// frozen node costs it one dial timeout, not one per frozen node, and the
+// Backend works over the others.
+func TestS3DialWithNodeFrozen(t *testing.T) {
+	servers, addrs := startNodes(t, 5)
+	thawOnCleanup(t, servers...)
+	for _, s := range servers[3:] {
+		if err := s.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	b, err := rueidislock.Dial(addrs, rueidislock.WithNodeTimeout(faultNodeTimeout))
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatalf("Dial with 2 of 5 nodes frozen: %v", err)
+	}
+	t.Logf("Dial with 2 of 5 nodes frozen took %v", elapsed)
+	// Dialled one after the other, two frozen nodes would take two.
+	if bound := rueidislock.DefaultDialTimeout * 3 / 2; elapsed > bound {
+		t.Errorf("Dial with 2 of 5 nodes frozen took %v, want <= %v (one dial timeout, not two)", elapsed, bound)
+	}
+	m := lock.New(b, lock.WithTTL(time.Second))
+	defer m.Close()
+	ctx := context.Background()
+	l, err := m.Acquire(ctx, "s3dial")
+	if err != nil {
+		t.Fatalf("Acquire with 2 of 5 nodes frozen: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Errorf("Release with 2 of 5 nodes frozen: %v", err)
+	}
+}
+
 func TestS1DialWithNodesDown(t *testing.T) {
 	servers, addrs := startNodes(t, 5)
 	for _, s := range servers[3:] {
