@@ -44,6 +44,8 @@ type Waiter interface {
 	// may have become free, until d has elapsed, or until ctx is done. It
 	// returns a Result with Acquired true if it took the key, and with
 	// Acquired false if the Mutex should make its next attempt.
+	// req.Handle is the Handle of the Result of the Mutex's last attempt,
+	// so that a backend can tell what it may have missed since.
 	Wait(ctx context.Context, req Request, d time.Duration) (Result, error)
 }
 
@@ -73,7 +75,8 @@ type Request struct {
 	// waiters serve older waits first.
 	Since time.Time
 
-	// Handle is the Handle of the grant, for Extend and Release.
+	// Handle is the Handle of the grant, for Extend and Release, and the
+	// Handle of the last attempt's Result, for Wait.
 	Handle any
 
 	// Renew reports that the lease will be renewed for as long as it is

@@ -30,6 +30,7 @@ type Lease struct {
 	state releaseState
 	ended endReason    // why the lease ended, if it has
 	x     *leaseExtras // made when first needed, and at once unless pinned
+	obs   *leaseObs    // observers, if any; read with mu held (see giveBack)
 }
 
 // endReason is why a lease ended. The common causes need no storage, which
@@ -196,17 +197,20 @@ func (l *Lease) Extend(ctx context.Context, ttl time.Duration) error {
 	if err != nil {
 		return err
 	}
+	var ev leaseEvents
 	x.extendMu.Lock()
-	defer x.extendMu.Unlock()
-	_, err = l.extend(ctx, ttl)
+	_, err = l.extend(ctx, ttl, &ev)
+	x.extendMu.Unlock()
+	ev.send()
 	return err
 }
 
 // extend extends the lease by ttl and reports whether it is still held. The
-// caller holds the extendMu of l's extras.
-func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err error) {
+// caller holds the extendMu of l's extras, and sends ev once it let go of it.
+func (l *Lease) extend(ctx context.Context, ttl time.Duration, ev *leaseEvents) (held bool, err error) {
 	l.mu.Lock()
-	cause, deadline, req := l.causeLocked(), l.x.deadline, l.requestLocked()
+	cause, deadline, req, obs := l.causeLocked(), l.x.deadline, l.requestLocked(), l.obs
+	l.lossLocked(ev, cause)
 	l.mu.Unlock()
 	if cause != nil {
 		return false, cause
@@ -220,13 +224,22 @@ func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err e
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	if obs != nil {
+		ctx = obs.backendContext(ctx, l.key, "extend")
+	}
 	_, err = l.m.b.Extend(ctx, req)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cause := l.causeLocked(); cause != nil {
+		if isLoss(cause) {
+			// Past the deadline, the extension failed, whatever the backend said.
+			l.renewLocked(ev, ttl, start, cause)
+			l.lossLocked(ev, cause)
+		}
 		return false, cause
 	}
+	l.renewLocked(ev, ttl, start, err)
 	switch {
 	case err == nil:
 		l.x.ttl = ttl
@@ -240,6 +253,8 @@ func (l *Lease) extend(ctx context.Context, ttl time.Duration) (held bool, err e
 	case errors.Is(err, ErrNotHeld) || errors.Is(err, ErrClosed):
 		lost := fmt.Errorf("%w: %w", ErrLeaseLost, err)
 		l.endLocked(lost)
+		ev.renew.Err = lost
+		l.lossLocked(ev, lost)
 		return false, lost
 	}
 	return true, err
@@ -269,6 +284,9 @@ func (l *Lease) Release(ctx context.Context) error {
 	if l.x == nil && l.ended == notEnded && !l.m.closed.Load() && l.parent.Err() == nil {
 		// The common case in process: a lease of the memory backend that
 		// nobody watched, still held. Nothing to cancel, wait for or tell.
+		if l.obs != nil {
+			return l.releaseObservedLocked(ctx)
+		}
 		l.ended, l.state = endReleased, released
 		var err error
 		if ctx.Done() == nil {
@@ -315,16 +333,23 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 		return l.releaseErrLocked()
 	}
 	l.state = releasing
-	x, req := l.extras(), l.requestLocked()
+	x, req, obs := l.extras(), l.requestLocked(), l.obs
 	renewed, tracked := x.renewed, x.tracked // read under l.mu: start and track write them
 	l.mu.Unlock()
 
-	if renewed != nil {
-		<-renewed
-	}
 	rctx, cancel := cleanupContext(ctx)
+	if obs != nil {
+		rctx = obs.backendContext(rctx, l.key, "release")
+	}
 	err := l.m.b.Release(rctx, req)
 	cancel()
+	if renewed != nil {
+		// Stopped by the lease's end, the renewal may still be finishing an
+		// extension; the release need not wait for it (an extension checks
+		// the owner, so it never brings a released key back), but Release
+		// returns only once no goroutine of the lease is left.
+		<-renewed
+	}
 	if tracked {
 		l.m.live.remove(l)
 	}
@@ -342,11 +367,21 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	}
 
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.state, x.relErr = released, err
 	if x.released != nil {
 		close(x.released)
 	}
+	var ev leaseEvents
+	if l.obs != nil {
+		ended := cause
+		if ended == nil {
+			ended = l.causeLocked()
+		}
+		l.lossLocked(&ev, ended)
+		l.releasedLocked(&ev, ended, err)
+	}
+	l.mu.Unlock()
+	ev.send()
 	return err
 }
 
@@ -359,7 +394,10 @@ func (l *Lease) releaseErrLocked() error {
 
 // giveBack frees the key of a lease that was never handed out.
 func (l *Lease) giveBack(ctx context.Context) {
-	l.end(ErrNotAcquired)
+	l.mu.Lock()
+	l.obs = nil // nothing to tell of a lease nobody had
+	l.endLocked(ErrNotAcquired)
+	l.mu.Unlock()
 	_ = l.release(ctx, nil)
 }
 
@@ -423,13 +461,16 @@ func (l *Lease) onParentDone() {
 
 // onDeadline ends the lease at its deadline, unless an extension moved it.
 func (l *Lease) onDeadline() {
+	var ev leaseEvents
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.ended == notEnded && time.Now().Before(l.x.deadline) {
 		l.x.timer.Reset(time.Until(l.x.deadline))
+		l.mu.Unlock()
 		return
 	}
-	l.causeLocked()
+	l.lossLocked(&ev, l.causeLocked())
+	l.mu.Unlock()
+	ev.send()
 }
 
 // renew extends the lease every third of its TTL until it ends. A failed
@@ -445,9 +486,11 @@ func (l *Lease) renew(x *leaseExtras) {
 			return
 		case <-t.C:
 		}
+		ev := leaseEvents{auto: true}
 		x.extendMu.Lock()
-		held, err := l.extend(x.renewCtx, l.currentTTL())
+		held, err := l.extend(x.renewCtx, l.currentTTL(), &ev)
 		x.extendMu.Unlock()
+		ev.send()
 		if !held {
 			return
 		}

@@ -147,15 +147,18 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	}
 
 	req := Request{Key: key, TTL: s.ttl, Drift: drift(s.ttl, s.driftFactor), Renew: s.autoExtend}
+	if s.obs.on() {
+		return m.acquireObserved(ctx, s, retries, req)
+	}
 	res, err := m.b.Acquire(ctx, req)
 	if err == nil && res.Acquired {
 		l, err := m.grant(ctx, s, &req, &res)
 		if l != nil || ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return l, err
 		}
-		return m.retry(ctx, s, retries, req, res, err)
+		return m.retry(ctx, ctx, s, retries, req, res, err, nil)
 	}
-	return m.retry(ctx, s, retries, req, res, err)
+	return m.retry(ctx, ctx, s, retries, req, res, err, nil)
 }
 
 // maxErrs is how many of the backend's errors a failed Acquire reports.
@@ -164,8 +167,10 @@ const maxErrs = 4
 // retry goes on with an Acquire whose first attempt, with outcome res and
 // err, did not give a lease: it waits and tries again as s and retries say.
 // It is apart from acquire so that the first attempt, which usually
-// succeeds, runs without the loop's state.
-func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request, res Result, err error) (*Lease, error) {
+// succeeds, runs without the loop's state. The backend is called with bctx:
+// ctx, or for an observed call ctx carrying its observers. st, if not nil,
+// counts the attempts.
+func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req Request, res Result, err error, st *acquireStats) (*Lease, error) {
 	var errs []error // what the backend said, for the final error
 	if err != nil || res.Acquired {
 		// An error, or a grant that came too late and was given back.
@@ -207,6 +212,9 @@ func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request
 		}
 		if req.Since.IsZero() {
 			req.Since = time.Now()
+			if st != nil {
+				st.since = req.Since
+			}
 		}
 
 		d := s.delay(retry)
@@ -214,7 +222,10 @@ func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request
 			d = res.HolderTTL
 		}
 		if m.waiter != nil {
-			res, err = m.waiter.Wait(ctx, req, d)
+			wreq := req
+			wreq.Handle = res.Handle // the last attempt's
+			st.count()
+			res, err = m.waiter.Wait(bctx, wreq, d)
 			if res.Acquired || err != nil {
 				continue
 			}
@@ -227,7 +238,8 @@ func (m *Mutex) retry(ctx context.Context, s *settings, retries int, req Request
 		if m.closed.Load() {
 			return nil, ErrClosed
 		}
-		res, err = m.b.Acquire(ctx, req)
+		st.count()
+		res, err = m.b.Acquire(bctx, req)
 	}
 }
 
@@ -243,6 +255,9 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req *Request, res *Resul
 		handle: res.Handle,
 		pinned: res.Pinned,
 		renews: s.autoExtend && !res.Pinned,
+	}
+	if s.obs.on() {
+		l.obs = newLeaseObs(&s.obs)
 	}
 	if !res.Pinned {
 		l.x = &leaseExtras{owner: res.Owner, ttl: s.ttl, driftFactor: s.driftFactor}

@@ -62,6 +62,7 @@ type settings struct {
 	driftFactor float64
 	autoExtend  bool
 	namespace   string
+	obs         observers // WithLogger and WithObserver; see observe.go
 }
 
 func defaultSettings() settings {
