@@ -16,7 +16,9 @@
 // Package memory keeps locks in one process: zero setup, exact, the backend
 // of the examples and of tests. Package rueidislock keeps them on several
 // independent Redis nodes and holds a lock only with a majority of them, for
-// programs that run as many processes.
+// programs that run as many processes. Package lockconfig opens a Mutex
+// from the LOCK_CONFIG JSON that services of the npm package @leverege/lock
+// are deployed with.
 //
 // # The life of a lease
 //
@@ -54,4 +56,22 @@
 // Release returns. A lease of the memory backend needs no goroutine: renewal
 // within one process cannot fail, so the backend keeps the key until Release.
 // Call Release on every Lease, even one already lost.
+//
+// # Observability
+//
+// [WithLogger] logs each acquisition, renewal, loss and release, and each
+// failure of one node of a backend, with the key, the fencing token and
+// durations, never a lock's value. [WithObserver] gives the same events to
+// a [Observer], such as package lockotel's, which records them as
+// OpenTelemetry metrics. Neither costs anything when unset.
+//
+// # Where the guarantees do not hold
+//
+// Over Redis, exclusion rests on Redlock's assumptions. A node that loses
+// its data (a restart without appendfsync always), an eviction policy that
+// drops keys, a server clock that jumps, or nodes that are replicas of one
+// another can let two holders in; package rueidislock documents the
+// configuration the guarantees need. No lease stops a process that was
+// paused past its deadline from acting afterwards: that is what fencing
+// tokens are for, and only if the protected storage checks them.
 package lock

@@ -213,3 +213,56 @@ func ExampleDo() {
 	fmt.Println(left, err)
 	// Output: 2 <nil>
 }
+
+// fencedStore is the storage a lock protects, made safe against a holder
+// that kept writing after its lease ended (a long GC pause, a stalled
+// network): it remembers the largest fencing token it accepted and refuses
+// writes that carry a smaller one. In a database this is a conditional
+// update, such as UPDATE ... SET v = $1, token = $2 WHERE id = $3 AND
+// token < $2.
+type fencedStore struct {
+	value string
+	token uint64
+}
+
+var errStale = errors.New("stale fencing token")
+
+func (s *fencedStore) Write(token uint64, value string) error {
+	if token <= s.token {
+		return errStale
+	}
+	s.value, s.token = value, token
+	return nil
+}
+
+// A fencing token stops a holder whose lease ended without its noticing:
+// the next holder's token is larger, so the storage refuses the old one.
+func ExampleLease_Token() {
+	backend := memory.New()
+	m := lock.New(backend, lock.WithTTL(time.Minute))
+	defer m.Close()
+	ctx := context.Background()
+	store := &fencedStore{}
+
+	first, err := m.Acquire(ctx, "report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	firstToken := first.Token()
+	// The first holder stalls; its lease ends (here by Release, in life by
+	// expiry) and another process takes the key.
+	first.Release(ctx)
+	second, err := m.Acquire(ctx, "report")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer second.Release(ctx)
+
+	fmt.Println("second holder writes:", store.Write(second.Token(), "fresh"))
+	fmt.Println("first holder wakes up and writes:", store.Write(firstToken, "stale"))
+	fmt.Println("stored:", store.value)
+	// Output:
+	// second holder writes: <nil>
+	// first holder wakes up and writes: stale fencing token
+	// stored: fresh
+}

@@ -86,6 +86,10 @@ func WithTTL(ttl time.Duration) Option {
 // WithRetry sets how many more attempts Acquire makes after the first one
 // fails: 0 makes Acquire behave as TryAcquire, and a negative n retries until
 // the context is done. Default: DefaultRetry.
+//
+// A backend that waits for releases (a Waiter, as rueidislock is) may make
+// one attempt of its own when it starts to listen, so that a release just
+// before is not missed: an Acquire call then makes at most n+2 attempts.
 func WithRetry(n int) Option {
 	return func(s *settings) { s.retry = n }
 }
