@@ -52,9 +52,11 @@
 //
 // # Goroutines
 //
-// A Lease that renews itself does so on one goroutine, which has exited when
-// Release returns. A lease of the memory backend needs no goroutine: renewal
-// within one process cannot fail, so the backend keeps the key until Release.
+// A Lease that renews itself does so on a timer, whose goroutine runs only
+// while it extends the lease; an extension under way has finished when
+// Release returns. A lease of the memory backend needs not even the timer:
+// renewal within one process cannot fail, so the backend keeps the key
+// until Release.
 // Call Release on every Lease, even one already lost.
 //
 // # Observability

@@ -24,7 +24,7 @@ type Lease struct {
 	token  uint64
 	handle any  // the backend's Handle of the grant
 	pinned bool // held by the backend until Release, with no deadline
-	renews bool // renewed by the goroutine renew
+	renews bool // renewed by renewTick
 
 	mu    sync.Mutex
 	state releaseState
@@ -68,9 +68,11 @@ type leaseExtras struct {
 	cancel      context.CancelCauseFunc // cancels ctx
 	timer       *time.Timer             // cancels ctx at the deadline
 	stopParent  func() bool             // stops the context.AfterFunc on parent
-	renewCtx    context.Context         // for extensions by renew; done when the lease ends
+	renewTimer  *time.Timer             // runs renewTick
+	renewCtx    context.Context         // for extensions by renewTick; done when the lease ends
 	stopRenew   context.CancelFunc      // cancels renewCtx
-	renewed     chan struct{}           // closed when renew has returned
+	renewing    bool                    // renewTick is extending the lease
+	renewIdle   chan struct{}           // closed when renewTick stops extending, if Release waits
 	tracked     bool                    // in m.live, for Close
 	extendMu    sync.Mutex              // serialises extensions, so the last one sets the deadline
 	released    chan struct{}           // closed once released, if another caller waits for it
@@ -334,7 +336,7 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	}
 	l.state = releasing
 	x, req, obs := l.extras(), l.requestLocked(), l.obs
-	renewed, tracked := x.renewed, x.tracked // read under l.mu: start and track write them
+	tracked := x.tracked // read under l.mu: track writes it
 	l.mu.Unlock()
 
 	rctx, cancel := cleanupContext(ctx)
@@ -343,13 +345,21 @@ func (l *Lease) releaseLocked(ctx context.Context, cause error) error {
 	}
 	err := l.m.b.Release(rctx, req)
 	cancel()
-	if renewed != nil {
-		// Stopped by the lease's end, the renewal may still be finishing an
-		// extension; the release need not wait for it (an extension checks
-		// the owner, so it never brings a released key back), but Release
-		// returns only once no goroutine of the lease is left.
-		<-renewed
+	// Stopped by the lease's end, the renewal may still be finishing an
+	// extension; the release need not wait for it (an extension checks the
+	// owner, so it never brings a released key back), but Release returns
+	// only once no goroutine of the lease is at work.
+	l.mu.Lock()
+	for x.renewing {
+		if x.renewIdle == nil {
+			x.renewIdle = make(chan struct{})
+		}
+		idle := x.renewIdle
+		l.mu.Unlock()
+		<-idle
+		l.mu.Lock()
 	}
+	l.mu.Unlock()
 	if tracked {
 		l.m.live.remove(l)
 	}
@@ -422,9 +432,9 @@ func (l *Lease) start() error {
 		x.stopParent = context.AfterFunc(l.parent, l.onParentDone)
 	}
 	if l.renews {
-		x.renewCtx, x.stopRenew = context.WithCancel(context.WithoutCancel(l.parent))
-		x.renewed = make(chan struct{})
-		go l.renew(x) // returns when the lease ends or renewal fails
+		// A timer, not a goroutine: most leases are released before their
+		// first renewal, and a goroutine per lease would cost them all.
+		x.renewTimer = time.AfterFunc(x.ttl/3, l.renewTick)
 	}
 	return nil
 }
@@ -473,36 +483,46 @@ func (l *Lease) onDeadline() {
 	ev.send()
 }
 
-// renew extends the lease every third of its TTL until it ends. A failed
-// extension is retried while the deadline allows; when it passes, or when the
-// backend says the key is no longer held, the lease ends with ErrLeaseLost.
-func (l *Lease) renew(x *leaseExtras) {
-	defer close(x.renewed)
-	t := time.NewTimer(l.currentTTL() / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-x.renewCtx.Done():
-			return
-		case <-t.C:
-		}
-		ev := leaseEvents{auto: true}
-		x.extendMu.Lock()
-		held, err := l.extend(x.renewCtx, l.currentTTL(), &ev)
-		x.extendMu.Unlock()
-		ev.send()
-		if !held {
-			return
-		}
-		next := l.currentTTL() / 3
-		if err != nil {
-			// Try again soon, while the deadline leaves time for a try.
-			l.mu.Lock()
-			next = max(min(next, time.Until(x.deadline)/2), time.Millisecond)
-			l.mu.Unlock()
-		}
-		t.Reset(next)
+// renewTick extends the lease, on its renewal timer's goroutine, and sets
+// the timer for the next time: a third of the TTL later, or sooner after a
+// failed extension, while the deadline leaves time for a try. When the
+// deadline passes, or the backend says the key is no longer held, the lease
+// ends with ErrLeaseLost and the timer is not set again.
+func (l *Lease) renewTick() {
+	l.mu.Lock()
+	x := l.x
+	if l.ended != notEnded {
+		l.mu.Unlock()
+		return
 	}
+	if x.renewCtx == nil {
+		x.renewCtx, x.stopRenew = context.WithCancel(context.WithoutCancel(l.parent))
+	}
+	x.renewing = true
+	ctx, ttl := x.renewCtx, x.ttl
+	l.mu.Unlock()
+
+	ev := leaseEvents{auto: true}
+	x.extendMu.Lock()
+	held, err := l.extend(ctx, ttl, &ev)
+	x.extendMu.Unlock()
+	ev.send()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	x.renewing = false
+	if x.renewIdle != nil {
+		close(x.renewIdle)
+		x.renewIdle = nil
+	}
+	if !held || l.ended != notEnded {
+		return
+	}
+	next := x.ttl / 3
+	if err != nil {
+		next = max(min(next, time.Until(x.deadline)/2), time.Millisecond)
+	}
+	x.renewTimer.Reset(next)
 }
 
 func (l *Lease) currentTTL() time.Duration {
@@ -579,6 +599,9 @@ func (l *Lease) endLocked(cause error) {
 		}
 		if x.stopParent != nil {
 			x.stopParent()
+		}
+		if x.renewTimer != nil {
+			x.renewTimer.Stop()
 		}
 		if x.stopRenew != nil {
 			x.stopRenew()
