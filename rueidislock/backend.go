@@ -32,14 +32,15 @@ const DefaultDialTimeout = time.Second
 // while a majority of them, N/2+1, agree. Create it with New or Dial and pass
 // it to lock.New. It is safe for concurrent use.
 type Backend struct {
-	nodes   []node
-	quorum  int
-	timeout time.Duration
-	owned   bool // made by Dial: Close closes the clients
-	closed  atomic.Bool
-	closing sync.RWMutex   // held by Close while it sets closed
-	calls   sync.WaitGroup // node calls under way, for Close to wait for
-	notes   notifier       // wakes waiters on releases
+	nodes    []node
+	allNodes []int // 0, 1, ... len(nodes)-1
+	quorum   int
+	timeout  time.Duration
+	owned    bool // made by Dial: Close closes the clients
+	closed   atomic.Bool
+	closing  sync.RWMutex   // held by Close while it sets closed
+	calls    sync.WaitGroup // node calls under way, for Close to wait for
+	notes    notifier       // wakes waiters on releases
 
 	// id and releases name each release in its announcement: id tells
 	// this Backend's releases from other processes'.
@@ -130,7 +131,16 @@ func New(clients []rueidis.Client, opts ...Option) (*Backend, error) {
 			}
 		}
 	}
-	return &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout, id: newValue()[:16]}, nil
+	return newBackend(nodes, c.timeout, false), nil
+}
+
+func newBackend(nodes []node, timeout time.Duration, owned bool) *Backend {
+	b := &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: timeout, owned: owned, id: newValue()[:16]}
+	b.allNodes = make([]int, len(nodes))
+	for i := range b.allNodes {
+		b.allNodes[i] = i
+	}
+	return b
 }
 
 // Dial returns a Backend over the nodes at addrs, each "host:port" or a
@@ -168,7 +178,7 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 		seen[target] = i
 		options[i] = opt
 	}
-	b := &Backend{nodes: make([]node, len(addrs)), quorum: len(addrs)/2 + 1, timeout: c.timeout, owned: true, id: newValue()[:16]}
+	b := newBackend(make([]node, len(addrs)), c.timeout, true)
 	// Connect to every node at once: a node that does not answer holds
 	// its NewClient for the dial timeout, and should not add it to the
 	// others'.

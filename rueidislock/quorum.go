@@ -24,7 +24,8 @@ type attempt struct {
 
 	mu    sync.Mutex
 	over  bool
-	state []nodeState // per node, as answered before the attempt was over
+	state []nodeState  // per node, as answered before the attempt was over
+	buf   [7]nodeState // state's room, for up to 7 nodes
 }
 
 // nodeState is what an attempt knows of its key on one node.
@@ -80,18 +81,31 @@ type reply struct {
 	err     error
 }
 
+// replySet is where the replies of a fanOut arrive.
+type replySet struct {
+	ch  chan reply // nil when the one node was called inline
+	one reply
+}
+
+// next returns the next reply to arrive.
+func (r *replySet) next() reply {
+	if r.ch == nil {
+		return r.one
+	}
+	return <-r.ch
+}
+
 // fanOut runs call on the nodes listed, each in a goroutine of its own with
-// its own timeout, bounded by until, and returns the channel their replies
-// arrive on. The channel has room for every reply, so a node that answers
+// its own timeout, bounded by until, and returns where their replies
+// arrive. The channel has room for every reply, so a node that answers
 // after the caller decided never blocks: its goroutine ends within the
 // node timeout.
-func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) <-chan reply {
-	replies := make(chan reply, len(nodes))
+func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) replySet {
 	end := time.Now().Add(b.timeout)
 	if !until.IsZero() && until.Before(end) {
 		end = until
 	}
-	one := func(i int) {
+	one := func(i int) reply {
 		nctx, cancel := context.WithDeadline(ctx, end)
 		r := call(nctx, i, b.nodes[i])
 		cancel()
@@ -100,42 +114,37 @@ func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call
 			lock.ReportNodeError(ctx, i, b.nodes[i].addr, r.err) // to the Mutex's Observer, if any
 			r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
 		}
-		replies <- r
+		return r
 	}
 	if len(nodes) == 1 {
 		// The decision waits for this node anyway: spare the goroutine,
 		// whose hand-offs cost more than the call on one node.
-		one(nodes[0])
-		return replies
+		return replySet{one: one(nodes[0])}
 	}
+	rs := replySet{ch: make(chan reply, len(nodes))}
 	// Close waits for the calls: the lock on closing keeps it from
 	// waiting before they are counted.
 	b.closing.RLock()
 	if b.closed.Load() {
 		b.closing.RUnlock()
 		for _, i := range nodes {
-			replies <- reply{node: i, err: lock.ErrClosed}
+			rs.ch <- reply{node: i, err: lock.ErrClosed}
 		}
-		return replies
+		return rs
 	}
 	b.calls.Add(len(nodes))
 	b.closing.RUnlock()
 	for _, i := range nodes {
 		go func() { // returns when call does: within the node timeout
 			defer b.calls.Done()
-			one(i)
+			rs.ch <- one(i)
 		}()
 	}
-	return replies
+	return rs
 }
 
-func (b *Backend) all() []int {
-	all := make([]int, len(b.nodes))
-	for i := range all {
-		all[i] = i
-	}
-	return all
-}
+// all lists every node. Callers must not change it.
+func (b *Backend) all() []int { return b.allNodes }
 
 // check refuses what no attempt can serve: a key that could alias an
 // internal name, and a TTL that leaves no time for two node calls.
@@ -170,7 +179,12 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	proposal := strconv.FormatInt(start.UnixMicro(), 10)
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
-	att := &attempt{start: start, state: make([]nodeState, len(b.nodes))}
+	att := &attempt{start: start}
+	att.state = att.buf[:0]
+	if len(b.nodes) > len(att.buf) {
+		att.state = make([]nodeState, 0, len(b.nodes))
+	}
+	att.state = att.state[:len(b.nodes)]
 	// The node calls do not stop when ctx ends: a call cut short may still
 	// reach its node (rueidis has queued it, perhaps on another connection
 	// than the undo), and only a call that sees its grant can undo it. They
@@ -198,7 +212,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		errs            []error
 	)
 	for range b.nodes {
-		r := <-replies
+		r := replies.next()
 		switch {
 		case r.err != nil:
 			errs = append(errs, r.err)
@@ -283,7 +297,7 @@ func (b *Backend) fence(ctx context.Context, deadline time.Time, granted []int, 
 	acks := 0
 	var errs []error
 	for range granted {
-		r := <-replies
+		r := replies.next()
 		if r.ok {
 			acks++
 		} else if r.err != nil {
@@ -340,7 +354,7 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 	extended, lost := 0, 0
 	var errs []error
 	for range b.nodes {
-		r := <-replies
+		r := replies.next()
 		switch {
 		case r.err != nil:
 			errs = append(errs, r.err)
@@ -402,7 +416,7 @@ func (b *Backend) releaseOn(ctx context.Context, nodes []int, enough int, key, o
 		if released >= enough {
 			break
 		}
-		r := <-replies
+		r := replies.next()
 		if r.ok {
 			released++
 		} else if r.err != nil {
