@@ -64,8 +64,10 @@ type config struct {
 	client  func(*rueidis.ClientOption)
 }
 
-// WithNodeTimeout bounds each call to one node. A lease's TTL must leave
-// room for two of them after the drift. Default: DefaultNodeTimeout.
+// WithNodeTimeout bounds each call to one node of an attempt or an
+// extension; a release waits four times as long, since one that times out
+// leaves the key until its TTL. A lease's TTL must leave room for two node
+// timeouts after the drift. Default: DefaultNodeTimeout.
 func WithNodeTimeout(d time.Duration) Option {
 	return func(c *config) { c.timeout = d }
 }

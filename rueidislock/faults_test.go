@@ -849,8 +849,10 @@ func TestS17Renewal(t *testing.T) {
 	if err := l.Release(ctx); !errors.Is(err, lock.ErrLeaseLost) {
 		t.Errorf("Release of the lost lease = %v, want %v", err, lock.ErrLeaseLost)
 	}
-	if d := time.Since(start); d > faultNodeTimeout+latencyMargin {
-		t.Errorf("Release with 2 of 3 frozen took %v, want <= %v", d, faultNodeTimeout+latencyMargin)
+	// No majority answers: Release waits for the frozen nodes as long as a
+	// release waits for any node.
+	if bound := rueidislock.ReleaseTimeouts*faultNodeTimeout + latencyMargin; time.Since(start) > bound {
+		t.Errorf("Release with 2 of 3 frozen took %v, want <= %v", time.Since(start), bound)
 	}
 	for _, i := range []int{frozen, second} {
 		if err := servers[i].Thaw(); err != nil {

@@ -96,12 +96,12 @@ func (r *replySet) next() reply {
 }
 
 // fanOut runs call on the nodes listed, each in a goroutine of its own with
-// its own timeout, bounded by until, and returns where their replies
+// its own timeout, bounded by until if that is set, and returns where their replies
 // arrive. The channel has room for every reply, so a node that answers
 // after the caller decided never blocks: its goroutine ends within the
 // node timeout.
-func (b *Backend) fanOut(ctx context.Context, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) replySet {
-	end := time.Now().Add(b.timeout)
+func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) replySet {
+	end := time.Now().Add(timeout)
 	if !until.IsZero() && until.Before(end) {
 		end = until
 	}
@@ -189,7 +189,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// reach its node (rueidis has queued it, perhaps on another connection
 	// than the undo), and only a call that sees its grant can undo it. They
 	// are bounded by the node timeout and the deadline instead.
-	replies := b.fanOut(context.WithoutCancel(ctx), deadline, b.all(), func(nctx context.Context, i int, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, deadline, b.all(), func(nctx context.Context, i int, n node) reply {
 		r := parseAcquire(acquireScript.Exec(nctx, n.client, keys, args))
 		if att.settle(i, r) && (r.ok || r.err != nil) {
 			// This node granted, or may have, after the attempt was given
@@ -197,7 +197,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 			// the release, a timed-out call when a frozen node thaws):
 			// free it here, or it would stay until its TTL. The undo goes
 			// behind the call on the node's connection.
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout*releaseTimeouts)
 			undoScript.Exec(uctx, n.client, keys[:1], []string{owner})
 			cancel()
 		}
@@ -290,7 +290,7 @@ func denied(errs []error) bool {
 // majority of acknowledgements before the deadline.
 func (b *Backend) fence(ctx context.Context, deadline time.Time, granted []int, keys []string, owner string, token uint64) error {
 	args := []string{owner, strconv.FormatUint(token, 10)}
-	replies := b.fanOut(ctx, deadline, granted, func(ctx context.Context, _ int, n node) reply {
+	replies := b.fanOut(ctx, b.timeout, deadline, granted, func(ctx context.Context, _ int, n node) reply {
 		v, err := fenceScript.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
@@ -347,7 +347,7 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 	// Detached, as in Acquire: Extend returns once a majority answered, and
 	// the calls to slower nodes must still extend the key there (a NOSCRIPT
 	// fallback on a done context would never be sent).
-	replies := b.fanOut(context.WithoutCancel(ctx), until, b.all(), func(ctx context.Context, _ int, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, until, b.all(), func(ctx context.Context, _ int, n node) reply {
 		v, err := extendScript.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
@@ -397,8 +397,13 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 	return fmt.Errorf("%w: key %q", lock.ErrNotHeld, req.Key)
 }
 
+// releaseTimeouts is how many node timeouts a release or an undo waits for
+// a node: more than an attempt, which can be made again, while a release
+// that times out leaves the key until its TTL.
+const releaseTimeouts = 4
+
 // releaseOn deletes the owner's key on nodes, on a context that ctx's end
-// cannot stop, each call within the node timeout. It returns once enough
+// cannot stop, each call within releaseTimeouts node timeouts. It returns once enough
 // nodes have deleted it, or all have answered; the calls it does not wait
 // for run on. It wakes waiters if notify is set: for a release, not for an
 // undo.
@@ -408,7 +413,7 @@ func (b *Backend) releaseOn(ctx context.Context, nodes []int, enough int, key, o
 	if notify {
 		script, args = releaseScript, []string{owner, releasedChannel(key), b.releaseName()}
 	}
-	replies := b.fanOut(context.WithoutCancel(ctx), time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {
 		v, err := script.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})

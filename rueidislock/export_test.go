@@ -1,0 +1,4 @@
+package rueidislock
+
+// ReleaseTimeouts is releaseTimeouts, for the tests' bounds.
+const ReleaseTimeouts = releaseTimeouts
