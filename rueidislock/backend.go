@@ -1,6 +1,7 @@
 package rueidislock
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -42,6 +43,14 @@ type Backend struct {
 	calls    sync.WaitGroup // node calls under way, for Close to wait for
 	notes    notifier       // wakes waiters on releases
 
+	quarantine quarantined
+
+	// proposalClock, if set (by tests), gives the fencing proposals' time:
+	// a client whose clock is behind or ahead.
+	proposalClock func() time.Time
+	ctx           context.Context // of background work (repairs); done at Close
+	stop          context.CancelFunc
+
 	// id and releases name each release in its announcement: id tells
 	// this Backend's releases from other processes'.
 	id       string
@@ -60,8 +69,9 @@ type node struct {
 type Option func(*config)
 
 type config struct {
-	timeout time.Duration
-	client  func(*rueidis.ClientOption)
+	timeout    time.Duration
+	quarantine time.Duration
+	client     func(*rueidis.ClientOption)
 }
 
 // WithNodeTimeout bounds each call to one node of an attempt or an
@@ -87,6 +97,9 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if c.timeout <= 0 {
 		return c, lock.Invalid("WithNodeTimeout", c.timeout, "must be positive")
+	}
+	if c.quarantine < 0 {
+		return c, lock.Invalid("WithQuarantine", c.quarantine, "must not be negative")
 	}
 	return c, nil
 }
@@ -133,11 +146,22 @@ func New(clients []rueidis.Client, opts ...Option) (*Backend, error) {
 			}
 		}
 	}
-	return newBackend(nodes, c.timeout, false), nil
+	if c.quarantine > 0 {
+		for i, client := range clients {
+			if client.Mode() == rueidis.ClientModeCluster {
+				return nil, lock.Invalid(fmt.Sprintf("clients[%d]", i), nodes[i].addr, "is a Redis Cluster: WithQuarantine needs standalone or Sentinel nodes (make cluster nodes keep their data instead)")
+			}
+		}
+	}
+	return newBackend(nodes, c, false), nil
 }
 
-func newBackend(nodes []node, timeout time.Duration, owned bool) *Backend {
-	b := &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: timeout, owned: owned, id: newValue()[:16]}
+func newBackend(nodes []node, c config, owned bool) *Backend {
+	b := &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout, owned: owned, id: newValue()[:16]}
+	b.ctx, b.stop = context.WithCancel(context.Background())
+	if c.quarantine > 0 {
+		b.quarantine = quarantined{after: c.quarantine, repairing: make([]atomic.Bool, len(nodes))}
+	}
 	b.allNodes = make([]int, len(nodes))
 	for i := range b.allNodes {
 		b.allNodes[i] = i
@@ -180,7 +204,7 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 		seen[target] = i
 		options[i] = opt
 	}
-	b := newBackend(make([]node, len(addrs)), c.timeout, true)
+	b := newBackend(make([]node, len(addrs)), c, true)
 	// Connect to every node at once: a node that does not answer holds
 	// its NewClient for the dial timeout, and should not add it to the
 	// others'.
@@ -254,7 +278,8 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	// Node calls that outlived their caller (those to slow nodes, once a
-	// majority had answered) end within the node timeout.
+	// majority had answered) end within the node timeout; repairs stop.
+	b.stop()
 	b.calls.Wait()
 	b.notes.close()
 	if b.owned {

@@ -57,9 +57,10 @@
 //
 // This holds on three conditions, which the operator provides:
 //
-//   - Nodes do not lose writes: appendonly with appendfsync always, or a
+//   - Nodes do not lose writes: appendonly with appendfsync always; or a
 //     node that lost its data stays out for longer than the longest TTL
-//     and has its counters restored before it rejoins.
+//     and has its counters restored before it rejoins, which
+//     WithQuarantine does (see below).
 //   - Nothing evicts or flushes keys: maxmemory-policy noeviction, no
 //     FLUSHALL. Under memory pressure attempts fail; extend and release
 //     still work.
@@ -68,6 +69,19 @@
 // A token is useful only if the storage the lock protects refuses a token
 // smaller than the last it saw: that stops a holder that was paused past
 // its deadline, which no lease can stop by itself.
+//
+// # Nodes that lose their data
+//
+// A node restarted without persistence forgets its keys: it would grant a
+// lock whose holder still has it on the rest of its majority, and forget
+// the fencing counters that keep tokens increasing. With WithQuarantine(d),
+// every node keeps a birth mark; a node without one (new, or emptied by a
+// restart) votes for no one until its birth is d old, d being at least the
+// longest TTL, so every lease it forgot has ended; and before it votes, a
+// client that met it raises its counters to the largest a majority of the
+// other nodes hold, which includes every token issued, since any two
+// majorities share a node. A new deployment waits d once. Every client of
+// the nodes must use the same d.
 //
 // # Internal names
 //

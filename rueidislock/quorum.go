@@ -79,6 +79,8 @@ type reply struct {
 	stored  bool   // acquire: the proposal was written
 	pttl    time.Duration
 	err     error
+	// acquire: the node is in quarantine (see WithQuarantine)
+	quarantined bool
 }
 
 // replySet is where the replies of a fanOut arrive.
@@ -158,6 +160,9 @@ func (b *Backend) check(req *lock.Request) error {
 	if req.TTL-req.Drift-2*b.timeout <= 0 {
 		return lock.Invalid("WithTTL", req.TTL, fmt.Sprintf("must exceed the drift (%v) plus two node timeouts (%v)", req.Drift, 2*b.timeout))
 	}
+	if q := b.quarantine.after; q > 0 && req.TTL > q {
+		return lock.Invalid("WithTTL", req.TTL, fmt.Sprintf("must not exceed the nodes' quarantine (%v): a node that lost its data could vote while a lease it forgot lives", q))
+	}
 	return nil
 }
 
@@ -176,9 +181,19 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	owner := newValue()
 	start := time.Now()
 	deadline := start.Add(req.TTL - req.Drift)
-	proposal := strconv.FormatInt(start.UnixMicro(), 10)
+	proposed := start
+	if b.proposalClock != nil {
+		proposed = b.proposalClock()
+	}
+	proposal := strconv.FormatInt(proposed.UnixMicro(), 10)
+	script := acquireScript
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
+	if q := b.quarantine.after; q > 0 {
+		script = quarantineAcquireScript
+		keys = append(keys, birthKey, repairedKey)
+		args = append(args, strconv.FormatInt(q.Milliseconds(), 10))
+	}
 	att := &attempt{start: start}
 	att.state = att.buf[:0]
 	if len(b.nodes) > len(att.buf) {
@@ -190,7 +205,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// than the undo), and only a call that sees its grant can undo it. They
 	// are bounded by the node timeout and the deadline instead.
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, deadline, b.all(), func(nctx context.Context, i int, n node) reply {
-		r := parseAcquire(acquireScript.Exec(nctx, n.client, keys, args))
+		r := parseAcquire(script.Exec(nctx, n.client, keys, args))
 		if att.settle(i, r) && (r.ok || r.err != nil) {
 			// This node granted, or may have, after the attempt was given
 			// up or its lease released (a NOSCRIPT fallback can land after
@@ -221,6 +236,9 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 			if r.stored {
 				stored++
 			}
+		case r.quarantined:
+			refused++
+			b.repair(r.node)
 		default:
 			refused++
 			holderTTL = max(holderTTL, r.pttl)
@@ -330,7 +348,7 @@ func parseAcquire(res rueidis.RedisResult) reply {
 	if err != nil {
 		return reply{err: fmt.Errorf("fencing counter %q: %w", counter, err)}
 	}
-	return reply{ok: granted == 1, counter: c, stored: stored == 1, pttl: time.Duration(max(pttl, 0)) * time.Millisecond}
+	return reply{ok: granted == 1, quarantined: granted == -1, counter: c, stored: stored == 1, pttl: time.Duration(max(pttl, 0)) * time.Millisecond}
 }
 
 // Extend sets the TTL of the key on every node that still holds it for the
