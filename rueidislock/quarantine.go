@@ -59,7 +59,7 @@ if now - tonumber(birth) < tonumber(ARGV[4]) or redis.call('GET', KEYS[4]) ~= bi
 end
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
-	return {0, c, 0, redis.call('PTTL', KEYS[1])}
+	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if tonumber(ARGV[3]) > tonumber(c) then

@@ -81,6 +81,7 @@ type reply struct {
 	err     error
 	// acquire: the node is in quarantine (see WithQuarantine)
 	quarantined bool
+	holder      string // acquire: a digest of the other holder's value
 }
 
 // replySet is where the replies of a fanOut arrive.
@@ -224,6 +225,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		stored, refused int
 		highest         uint64 // the largest counter any node reported
 		holderTTL       time.Duration
+		holders         []holderVotes // the other holders, and their nodes
 		errs            []error
 	)
 	for range b.nodes {
@@ -242,6 +244,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		default:
 			refused++
 			holderTTL = max(holderTTL, r.pttl)
+			holders = countVote(holders, r.holder)
 		}
 		highest = max(highest, r.counter)
 		if len(granted) >= b.quorum || len(b.nodes)-refused-len(errs) < b.quorum {
@@ -284,7 +287,48 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		return result, errors.Join(errs...)
 	}
 	result.HolderTTL = holderTTL
+	if len(granted) > 0 && mostVotes(holders) < b.quorum {
+		// The votes were split between contenders and nobody seen holds
+		// a majority: then no release will come to wake the waiters, who
+		// would sleep their whole delay. Tell them to try again soon,
+		// each after its own short time, so that they fall out of step
+		// (Redlock's random retry).
+		result.HolderTTL = splitRetry(owner)
+	}
 	return result, nil
+}
+
+// holderVotes is how many nodes one other holder was seen on.
+type holderVotes struct {
+	holder string
+	nodes  int
+}
+
+// countVote counts one more node for holder.
+func countVote(votes []holderVotes, holder string) []holderVotes {
+	for i := range votes {
+		if votes[i].holder == holder {
+			votes[i].nodes++
+			return votes
+		}
+	}
+	return append(votes, holderVotes{holder: holder, nodes: 1})
+}
+
+// mostVotes returns the most nodes any one holder was seen on.
+func mostVotes(votes []holderVotes) int {
+	most := 0
+	for _, v := range votes {
+		most = max(most, v.nodes)
+	}
+	return most
+}
+
+// splitRetry returns how long to wait after a split vote: between 1 and
+// 5 ms, drawn from the attempt's random value, which is spent.
+func splitRetry(owner string) time.Duration {
+	n, _ := strconv.ParseUint(owner[:4], 16, 16)
+	return time.Millisecond + time.Duration(n%4000)*time.Microsecond
 }
 
 // denied reports whether every error is a node refusing the user: a wrong
@@ -334,8 +378,12 @@ func parseAcquire(res rueidis.RedisResult) reply {
 	if err != nil {
 		return reply{err: err}
 	}
-	if len(vals) != 4 {
-		return reply{err: fmt.Errorf("acquire script answered %d values, want 4", len(vals))}
+	if len(vals) != 4 && len(vals) != 5 {
+		return reply{err: fmt.Errorf("acquire script answered %d values, want 4 or 5", len(vals))}
+	}
+	var holder string
+	if len(vals) == 5 {
+		holder, _ = vals[4].ToString()
 	}
 	granted, err1 := vals[0].AsInt64()
 	counter, err2 := vals[1].ToString()
@@ -348,7 +396,7 @@ func parseAcquire(res rueidis.RedisResult) reply {
 	if err != nil {
 		return reply{err: fmt.Errorf("fencing counter %q: %w", counter, err)}
 	}
-	return reply{ok: granted == 1, quarantined: granted == -1, counter: c, stored: stored == 1, pttl: time.Duration(max(pttl, 0)) * time.Millisecond}
+	return reply{ok: granted == 1, quarantined: granted == -1, counter: c, stored: stored == 1, pttl: time.Duration(max(pttl, 0)) * time.Millisecond, holder: holder}
 }
 
 // Extend sets the TTL of the key on every node that still holds it for the

@@ -9,9 +9,11 @@ import "github.com/redis/rueidis"
 
 // acquireScript takes the lock key KEYS[1] for the value ARGV[1] for ARGV[2]
 // milliseconds, and proposes ARGV[3] as the fencing token to the counter
-// KEYS[2]. It answers {granted, counter, stored, pttl}: counter is the
-// counter after the script, stored whether the proposal was written, and
-// pttl the holder's remaining TTL when the key is held by another value.
+// KEYS[2]. It answers {granted, counter, stored, pttl[, holder]}: counter
+// is the counter after the script, stored whether the proposal was
+// written, and, when the key is held by another value, pttl is the
+// holder's remaining TTL and holder a digest of its value, which tells
+// holders apart without showing their values.
 // A key already holding ARGV[1] is taken again: an earlier attempt of the
 // same Acquire set it and its reply was lost.
 //
@@ -21,7 +23,7 @@ var acquireScript = rueidis.NewLuaScript(`
 local c = redis.call('GET', KEYS[2]) or '0'
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
-	return {0, c, 0, redis.call('PTTL', KEYS[1])}
+	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if tonumber(ARGV[3]) > tonumber(c) then
