@@ -52,8 +52,10 @@ func expireInRealTime(t testing.TB, m *miniredis.Miniredis) {
 func pipelined(o *rueidis.ClientOption) { o.AlwaysPipelining = true }
 
 func dialMini(t *testing.T, n int) lock.Backend {
+	// miniredis runs Lua in Go, slowly under the race detector and a busy
+	// machine: a generous node timeout, and a TTL to fit two of them.
 	b, err := rueidislock.Dial(miniNodes(t, n),
-		rueidislock.WithNodeTimeout(100*time.Millisecond), rueidislock.WithClientOption(pipelined))
+		rueidislock.WithNodeTimeout(250*time.Millisecond), rueidislock.WithClientOption(pipelined))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestConformanceMiniredis(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		t.Run(map[int]string{1: "1node", 3: "3nodes"}[n], func(t *testing.T) {
 			locktest.Run(t, func(t *testing.T) lock.Backend { return dialMini(t, n) },
-				locktest.WithPolling(), locktest.WithTTL(500*time.Millisecond))
+				locktest.WithPolling(), locktest.WithTTL(time.Second))
 		})
 	}
 }
