@@ -525,12 +525,6 @@ func (l *Lease) renewTick() {
 	x.renewTimer.Reset(next)
 }
 
-func (l *Lease) currentTTL() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.x.ttl
-}
-
 // end ends the lease with cause, unless it has ended already.
 func (l *Lease) end(cause error) {
 	l.mu.Lock()
