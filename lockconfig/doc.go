@@ -56,9 +56,10 @@
 // The seed hands "connection" to its Redis client, so a seed config may
 // hold that client's options (ioredis and node-redis share host, port,
 // password and db); those that would change which keys are locked, or
-// weaken TLS, are refused with a reason. lockOptions is read for both types (for inMemory, as a Go addition;
-// retry and delay there are the seed's own names of retryCount and
-// retryDelay, and only one of each pair may be given). A node is
+// weaken TLS, are refused with a reason. lockOptions is read for both
+// types (for inMemory, as a Go addition; retry and delay there are the
+// seed's own names of retryCount and retryDelay, and only one of each pair
+// may be given). A node is
 // "host:port", a "redis://" or "rediss://" URL (user, password, and the
 // database in the path or as ?db=; other URL parameters are refused), or an
 // object:
