@@ -91,8 +91,8 @@
 //
 // Unknown fields at any level, a field given twice, a value of the wrong
 // type or out of range, "retry" or "delay" under type "redis" (whose
-// settings the seed reads from lockOptions), and a bare number where only a duration string is read are errors.
-// Every error matches [lock.ErrInvalid] and, as a [*lock.ArgError], names
+// settings the seed reads from lockOptions), and a bare number where only
+// a duration string is read are errors. Every error matches [lock.ErrInvalid] and, as a [*lock.ArgError], names
 // the field by its path, such as "lockConfig.lockOptions.retryDelay" or
 // "nodes[1].tls.caFile". No error, and no [Config.String], shows a
 // password.
