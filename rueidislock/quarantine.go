@@ -53,21 +53,10 @@ if not birth then
 	birth = tostring(now)
 	redis.call('SET', KEYS[3], birth)
 end
-local c = redis.call('GET', KEYS[2]) or '0'
 if now - tonumber(birth) < tonumber(ARGV[4]) or redis.call('GET', KEYS[4]) ~= birth then
-	return {-1, c, 0, 0}
+	return {-1, redis.call('GET', KEYS[2]) or '0', 0, 0}
 end
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then
-	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if tonumber(ARGV[3]) > tonumber(c) then
-	redis.call('SET', KEYS[2], ARGV[3])
-	return {1, ARGV[3], 1, 0}
-end
-return {1, c, 0, 0}
-`)
+` + acquireLua)
 
 // nodeStatusScript answers {repaired, birth}: repaired is 1 when the
 // node's counters were repaired for its birth (or it had nothing to be

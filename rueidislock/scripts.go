@@ -19,7 +19,11 @@ import "github.com/redis/rueidis"
 //
 // Counters are compared as Lua numbers, exact below 2^53, and returned as
 // the strings stored: Lua would print a large number in exponent form.
-var acquireScript = rueidis.NewLuaScript(`
+var acquireScript = rueidis.NewLuaScript(acquireLua)
+
+// acquireLua is the body of acquireScript, which quarantineAcquireScript
+// runs after its own check.
+const acquireLua = `
 local c = redis.call('GET', KEYS[2]) or '0'
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
@@ -31,7 +35,7 @@ if tonumber(ARGV[3]) > tonumber(c) then
 	return {1, ARGV[3], 1, 0}
 end
 return {1, c, 0, 0}
-`)
+`
 
 // fenceScript raises the counter KEYS[2] to ARGV[2] if the lock key KEYS[1]
 // still holds ARGV[1]: the second round of fencing, taken only when a
