@@ -287,12 +287,14 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		return result, errors.Join(errs...)
 	}
 	result.HolderTTL = holderTTL
-	if len(granted) > 0 && mostVotes(holders) < b.quorum {
-		// The votes were split between contenders and nobody seen holds
-		// a majority: then no release will come to wake the waiters, who
-		// would sleep their whole delay. Tell them to try again soon,
-		// each after its own short time, so that they fall out of step
-		// (Redlock's random retry).
+	if len(holders) > 0 && mostVotes(holders) < b.quorum {
+		// Other holders were seen, none on a majority: the votes were
+		// split between contenders, and perhaps nobody won. Then no
+		// release will come to wake the waiters, who would sleep their
+		// whole delay. Tell them to try again soon, each after its own
+		// short time, so that they fall out of step (Redlock's random
+		// retry). A holder seen on fewer nodes than it has costs one
+		// early attempt.
 		result.HolderTTL = splitRetry(owner)
 	}
 	return result, nil
