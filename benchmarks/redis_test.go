@@ -51,6 +51,7 @@ func BenchmarkRedis(b *testing.B) {
 		{"uncontended16-3nodes", 3, []string{"lock", "redsync"}, redisUncontended16},
 		{"uncontended16-5nodes", 5, []string{"lock", "redsync"}, redisUncontended16},
 		{"contended8", 1, []string{"lock", "redsync", "redislock", "rueidis"}, redisContended8},
+		{"contended8-3nodes", 3, []string{"lock", "redsync"}, redisContended8},
 		{"frozen1of3", 3, []string{"lock", "redsync"}, redisFrozen1of3},
 	} {
 		b.Run(shape.name, func(b *testing.B) {
