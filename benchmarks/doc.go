@@ -61,10 +61,11 @@
 //   - uncontended16, uncontended16-3nodes, uncontended16-5nodes: 16
 //     goroutines (b.SetParallelism) share one locker, each with a key of
 //     its own, over 1, 3 or 5 nodes; ns/op is wall time per cycle.
-//   - contended8: 8 workers, each with its own locker, take turns at one
-//     key, pausing 1ms after each release. It reports acq/s,
-//     handoff-p50-us (from the start of a release to the return of the next
-//     acquisition) and wait-p99-ms (the time a lock call took).
+//   - contended8, contended8-3nodes: 8 workers, each with its own locker,
+//     take turns at one key on 1 or 3 nodes, pausing 1ms after each
+//     release. It reports acq/s, handoff-p50-us (from the start of a
+//     release to the return of the next acquisition) and wait-p99-ms (the
+//     time a lock call took).
 //   - frozen1of3: uncontended1 over 3 nodes, one of them frozen (SIGSTOP)
 //     for the whole run; acq-p99-ms is the 99th percentile of a lock call.
 //     redsync's unlock, which waits for every node, gets a 50ms context.
