@@ -276,7 +276,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// undo of those that failed runs on, within the node timeout, since a
 	// node that failed once is likely to fail again, slowly.
 	if undo, held := att.end(); len(undo) > 0 {
-		b.releaseOn(ctx, undo, held, req.Key, owner, false)
+		b.releaseOn(ctx, undo, held, held, req.Key, owner, false)
 	}
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
 		if denied(errs) {
@@ -449,13 +449,15 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 	if b.closed.Load() {
 		return lock.ErrClosed
 	}
+	want := b.quorum
 	if att, ok := req.Handle.(*attempt); ok {
 		// A node call of the Acquire still on its way (a NOSCRIPT fallback
 		// sends the script again, a frozen node runs it when it thaws)
 		// undoes its grant itself from now on.
-		att.end()
+		_, held := att.end()
+		want = max(want, held)
 	}
-	released, errs := b.releaseOn(ctx, b.all(), b.quorum, req.Key, req.Owner, true)
+	released, errs := b.releaseOn(ctx, b.all(), b.quorum, want, req.Key, req.Owner, true)
 	switch {
 	case released > 0:
 		return nil
@@ -471,25 +473,48 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 const releaseTimeouts = 4
 
 // releaseOn deletes the owner's key on nodes, on a context that ctx's end
-// cannot stop, each call within releaseTimeouts node timeouts. It returns once enough
-// nodes have deleted it, or all have answered; the calls it does not wait
-// for run on. It wakes waiters if notify is set: for a release, not for an
-// undo.
-func (b *Backend) releaseOn(ctx context.Context, nodes []int, enough int, key, owner string, notify bool) (released int, errs []error) {
+// cannot stop, each call within releaseTimeouts node timeouts. It returns
+// once want nodes have deleted it, or need have and one node timeout has
+// passed, or all have answered; the calls it does not wait for run on. It
+// wakes waiters if notify is set: for a release, not for an undo.
+func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner string, notify bool) (released int, errs []error) {
 	keys := []string{key}
 	script, args := undoScript, []string{owner}
 	if notify {
 		script, args = releaseScript, []string{owner, releasedChannel(key), b.releaseName()}
 	}
+	sent := time.Now()
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {
 		v, err := script.Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
+	var late <-chan time.Time // once need released: the grace of the rest
 	for range nodes {
-		if released >= enough {
+		if released >= want || released >= need && replies.ch == nil {
 			break
 		}
-		r := replies.next()
+		if released >= need {
+			// Wait, for up to one node timeout from the start, for the
+			// nodes that held the key and have not answered yet: on
+			// healthy nodes Release then returns with the key gone from
+			// all of them, while a slow node costs no more than an
+			// attempt does.
+			if late == nil {
+				t := time.NewTimer(max(b.timeout-time.Since(sent), 0))
+				defer t.Stop()
+				late = t.C
+			}
+		}
+		var r reply
+		if late == nil {
+			r = replies.next()
+		} else {
+			select {
+			case r = <-replies.ch:
+			case <-late:
+				return released, errs
+			}
+		}
 		if r.ok {
 			released++
 		} else if r.err != nil {
