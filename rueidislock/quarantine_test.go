@@ -213,17 +213,27 @@ func TestF2CounterRepair(t *testing.T) {
 	}
 }
 
-// TestQuarantineChecks: the configurations the quarantine refuses.
+// TestQuarantineChecks: the configurations the quarantine refuses: a
+// negative quarantine, and a TTL above it, in Acquire and in Extend.
 func TestQuarantineChecks(t *testing.T) {
-	_, addrs := startNodes(t, 3)
+	servers, addrs := startNodes(t, 3)
 	if _, err := rueidislock.Dial(addrs, rueidislock.WithQuarantine(-time.Second)); !errors.Is(err, lock.ErrInvalid) {
 		t.Errorf("WithQuarantine(-1s) = %v, want %v", err, lock.ErrInvalid)
 	}
-	m := lock.New(faultDial(t, addrs, rueidislock.WithQuarantine(time.Second)))
+	m := lock.New(faultDial(t, addrs, rueidislock.WithQuarantine(s8Quarantine)), lock.WithTTL(time.Second))
 	defer m.Close()
-	_, err := m.TryAcquire(context.Background(), "k", lock.WithTTL(2*time.Second))
-	if !errors.Is(err, lock.ErrInvalid) {
+	ctx := context.Background()
+	if _, err := m.TryAcquire(ctx, "k", lock.WithTTL(s8Quarantine+time.Second)); !errors.Is(err, lock.ErrInvalid) {
 		t.Errorf("a TTL above the quarantine = %v, want %v", err, lock.ErrInvalid)
+	}
+	waitQuarantine(t, servers, m)
+	l, err := m.TryAcquire(ctx, "k")
+	if err != nil {
+		t.Fatalf("TryAcquire after the quarantine: %v", err)
+	}
+	defer l.Release(ctx)
+	if err := l.Extend(ctx, s8Quarantine+time.Second); !errors.Is(err, lock.ErrInvalid) {
+		t.Errorf("Extend above the quarantine = %v, want %v", err, lock.ErrInvalid)
 	}
 }
 

@@ -409,6 +409,9 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 	if b.closed.Load() {
 		return lock.Result{}, lock.ErrClosed
 	}
+	if q := b.quarantine.after; q > 0 && req.TTL > q {
+		return lock.Result{}, lock.Invalid("ttl", req.TTL, fmt.Sprintf("must not exceed the nodes' quarantine (%v)", q))
+	}
 	until, _ := ctx.Deadline()
 	keys := []string{req.Key}
 	args := []string{req.Owner, strconv.FormatInt(req.TTL.Milliseconds(), 10)}
