@@ -484,7 +484,13 @@ func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, ke
 	keys := []string{key}
 	script, args := undoScript, []string{owner}
 	if notify {
-		script, args = releaseScript, []string{owner, releasedChannel(key), b.releaseName()}
+		// The release's name tells its copies from several nodes apart;
+		// one node sends one copy, and the name would only cost a string.
+		name := ""
+		if b.quorum > 1 {
+			name = b.releaseName()
+		}
+		script, args = releaseScript, []string{owner, releasedChannel(key), name}
 	}
 	sent := time.Now()
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {
