@@ -220,7 +220,7 @@ func (l *Lease) extend(ctx context.Context, ttl time.Duration, ev *leaseEvents) 
 	start := time.Now()
 	req.TTL = ttl
 	req.Drift = drift(ttl, l.x.driftFactor)
-	if !l.pinned {
+	if !l.pinned && !l.m.mutants.lateRenewal {
 		// An extension that ends after the deadline proves nothing.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
@@ -305,6 +305,9 @@ func (l *Lease) Release(ctx context.Context) error {
 		return err
 	}
 	cause := l.causeLocked()
+	if l.m.mutants.releaseFirst {
+		return l.releaseFirstLocked(ctx, cause)
+	}
 	l.endLocked(ErrReleased) // before the key is freed: no overlap with the next holder
 	return l.releaseLocked(ctx, cause)
 }
@@ -473,6 +476,10 @@ func (l *Lease) onParentDone() {
 func (l *Lease) onDeadline() {
 	var ev leaseEvents
 	l.mu.Lock()
+	if l.m.mutants.lateRenewal && l.x.renewing {
+		l.mu.Unlock()
+		return
+	}
 	if l.ended == notEnded && time.Now().Before(l.x.deadline) {
 		l.x.timer.Reset(time.Until(l.x.deadline))
 		l.mu.Unlock()

@@ -23,6 +23,8 @@ type Mutex struct {
 	closed atomic.Bool
 	done   chan struct{} // closed by Close; wakes waits between attempts
 	live   liveSet       // the leases Close must end
+
+	mutants mutants // negative controls: zero in production
 }
 
 // New returns a Mutex that locks keys in b, with opts as the defaults of
@@ -266,6 +268,9 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req *Request, res *Resul
 	}
 	if !res.Pinned {
 		l.x.deadline = res.Start.Add(s.ttl - req.Drift)
+		if m.mutants.noValidityMath {
+			l.x.deadline = time.Now().Add(s.ttl)
+		}
 		if !time.Now().Before(l.x.deadline) {
 			l.giveBack(ctx)
 			return nil, fmt.Errorf("%w: key %q: granted after its deadline", ErrNotAcquired, req.Key)

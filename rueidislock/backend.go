@@ -44,6 +44,11 @@ type Backend struct {
 	notes    notifier       // wakes waiters on releases
 
 	quarantine quarantined
+	knobs      knobs // test seams and negative controls: zero in production
+
+	// clock is what validity is measured on: package time, except in
+	// tests of clocks that run slow or jump (see clock.go).
+	clock clock
 
 	// proposalClock, if set (by tests), gives the fencing proposals' time:
 	// a client whose clock is behind or ahead.
@@ -72,6 +77,8 @@ type config struct {
 	timeout    time.Duration
 	quarantine time.Duration
 	client     func(*rueidis.ClientOption)
+	// noEvictionCheck skips reading the nodes' maxmemory-policy.
+	noEvictionCheck bool
 }
 
 // WithNodeTimeout bounds each call to one node of an attempt or an
@@ -111,6 +118,11 @@ func newConfig(opts []Option) (config, error) {
 //
 // Every client must reach a different node. An even number of nodes is
 // allowed, but tolerates no more failures than one node fewer.
+//
+// New asks every server behind the clients for its maxmemory-policy, once,
+// and fails with an error matching ErrEvictionPolicy if one may evict keys;
+// see WithoutEvictionCheck. Servers that do not answer within a second, or
+// refuse CONFIG GET, are not checked.
 func New(clients []rueidis.Client, opts ...Option) (*Backend, error) {
 	c, err := newConfig(opts)
 	if err != nil {
@@ -153,11 +165,16 @@ func New(clients []rueidis.Client, opts ...Option) (*Backend, error) {
 			}
 		}
 	}
+	if !c.noEvictionCheck {
+		if err := checkPolicies(nodes, nil); err != nil {
+			return nil, err
+		}
+	}
 	return newBackend(nodes, c, false), nil
 }
 
 func newBackend(nodes []node, c config, owned bool) *Backend {
-	b := &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout, owned: owned, id: newValue()[:16]}
+	b := &Backend{nodes: nodes, quorum: len(nodes)/2 + 1, timeout: c.timeout, owned: owned, id: newValue()[:16], clock: systemClock{}}
 	b.ctx, b.stop = context.WithCancel(context.Background())
 	if c.quarantine > 0 {
 		b.quarantine = quarantined{after: c.quarantine, repairing: make([]atomic.Bool, len(nodes))}
@@ -173,7 +190,8 @@ func newBackend(nodes []node, c config, owned bool) *Backend {
 // "redis://" or "rediss://" URL (with user, password and database), each
 // an independent Redis node. It owns the clients it makes: Close closes
 // them. Dial succeeds while nodes are down; a node that cannot be reached
-// counts as a refusal until it can.
+// counts as a refusal until it can. Like New, Dial checks the nodes'
+// maxmemory-policy, on the nodes it reached.
 func Dial(addrs []string, opts ...Option) (*Backend, error) {
 	c, err := newConfig(opts)
 	if err != nil {
@@ -231,6 +249,17 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 			// no retry will cure that.
 			b.closeClients()
 			return nil, lock.Invalid(fmt.Sprintf("addrs[%d]", i), redact(addrs[i]), "the node refused the connection: "+rerr.Error())
+		}
+	}
+	if !c.noEvictionCheck {
+		// Nodes that did not answer the dial are down: not asked.
+		down := make([]bool, len(errs))
+		for i, err := range errs {
+			down[i] = err != nil
+		}
+		if err := checkPolicies(b.nodes, down); err != nil {
+			b.closeClients()
+			return nil, err
 		}
 	}
 	return b, nil

@@ -33,8 +33,17 @@
 // Extend and Release check the value too (compare-and-PEXPIRE,
 // compare-and-delete); an extension counts only with a majority before the
 // lease's deadline, and never sets a key that is gone. A release publishes
-// on a channel of the key, and waiters subscribed to it wake: one per
-// release, the one that has waited longest.
+// on a channel of the key, and waiters subscribed to it wake. On a single
+// node, waiters also queue in a list beside the key, and the release wakes
+// the first of them and no other, in whatever process it waits: the others
+// would only fail to get the key. Over several nodes, whose queues could
+// disagree, each process's longest waiter wakes once a majority announced
+// the release. A waiter whose Acquire ends between attempts (its last retry
+// refused) may stay in the queue: the release that reaches it wakes nobody,
+// and the others try again at their retry delay.
+//
+// The ACL rights the backend needs are in the README: the queue adds
+// RPUSH, LPOS, LREM and LPOP, all on keys that start with the lock's key.
 //
 // # Fencing tokens
 //
@@ -63,7 +72,11 @@
 //     WithQuarantine does (see below).
 //   - Nothing evicts or flushes keys: maxmemory-policy noeviction, no
 //     FLUSHALL. Under memory pressure attempts fail; extend and release
-//     still work.
+//     still work. New and Dial read the policy (CONFIG GET, once per
+//     server) and refuse one that may evict, unless WithoutEvictionCheck
+//     is given. A server down at construction, or one that refuses CONFIG
+//     GET to an ACL user without that right, is not checked: there the
+//     operator must see to it, and a later CONFIG SET goes unnoticed.
 //   - The set of nodes is fixed, and every client uses the same one.
 //
 // A token is useful only if the storage the lock protects refuses a token

@@ -16,6 +16,9 @@ const (
 	fenceMark = "\x00fence"
 	// fenceSlot follows "{tag}" for other keys; the key comes after it.
 	fenceSlot = "\x00fence:s\x00"
+	// queueMark and queueSlot do the same for the queue of waiters.
+	queueMark = "\x00queue"
+	queueSlot = "\x00queue:s\x00"
 	// releasedPrefix starts the channel a release is announced on.
 	releasedPrefix = "leaselock:released\x00"
 )
@@ -24,18 +27,26 @@ const (
 // in the same Redis Cluster hash slot as key, so that one script can use
 // both, that is a different name for every key, and that starts with key
 // whenever it can, so that an ACL key pattern like ~app:* covers it.
-func fenceKey(key string) string {
+func fenceKey(key string) string { return internalKey(key, fenceMark, fenceSlot) }
+
+// queueKey returns the name of the list of key's waiters, named as
+// fenceKey names the counter.
+func queueKey(key string) string { return internalKey(key, queueMark, queueSlot) }
+
+// internalKey returns the name of one of key's internal keys, told apart
+// from the others by mark (or, for a key with a lone '{', by slotMark).
+func internalKey(key, mark, slotMark string) string {
 	if hasHashTag(key) {
 		// The tag comes first, so the suffix does not change the slot.
-		return key + fenceMark
+		return key + mark
 	}
 	if !strings.Contains(key, "{") {
 		// The first '{' is the tag's: a short tag of the key's slot.
-		return key + fenceMark + "{" + slotTag(slot(key)) + "}"
+		return key + mark + "{" + slotTag(slot(key)) + "}"
 	}
 	// A '{' without a tag would swallow a tag after it: put a tag of the
 	// key's slot first, and keep the key for uniqueness.
-	return "{" + slotTag(slot(key)) + "}" + fenceSlot + key
+	return "{" + slotTag(slot(key)) + "}" + slotMark + key
 }
 
 // releasedChannel returns the channel on which the release of key is

@@ -3,6 +3,8 @@ package rueidislock
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,8 +88,8 @@ func (c *subConn) connecting() bool {
 // woken together would split the nodes' votes between them and all fail.
 type watch struct {
 	refs  int
-	queue []chan struct{} // waiters not yet woken, oldest first
-	subs  []*subConn      // per node: the connection subscribed, or nil
+	queue []waiting  // waiters not yet woken, oldest first
+	subs  []*subConn // per node: the connection subscribed, or nil
 
 	// busy is closed when the SUBSCRIBE or UNSUBSCRIBE being sent for the
 	// watch is done; nil when none is.
@@ -97,6 +99,19 @@ type watch struct {
 	heard time.Time       // when the last release was heard
 	idle  time.Time       // when the last waiter left
 	seen  [4]heardRelease // the last releases heard, by name
+	named [4]namedWake    // the last wake-ups of this process's waiters by name
+}
+
+// waiting is one waiter of a watch.
+type waiting struct {
+	wake chan struct{}
+	id   string // its name in the key's queue on the node, if it has one
+}
+
+// namedWake is a release that named one of this process's waiters.
+type namedWake struct {
+	id string
+	at time.Time
 }
 
 // heardRelease counts the nodes that announced one release.
@@ -110,7 +125,7 @@ type heardRelease struct {
 // subscriptions stand, or failed, each within the node timeout. wake
 // receives at a release heard after that. The caller must call unwatch
 // when it stops waiting. It returns a nil watch after Close.
-func (b *Backend) watch(ctx context.Context, channel string) (w *watch, wake chan struct{}) {
+func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake chan struct{}) {
 	n := &b.notes
 	n.mu.Lock()
 	for {
@@ -142,7 +157,7 @@ func (b *Backend) watch(ctx context.Context, channel string) (w *watch, wake cha
 	}
 	w.refs++
 	wake = make(chan struct{}, 1)
-	w.queue = append(w.queue, wake)
+	w.queue = append(w.queue, waiting{wake: wake, id: id})
 	missing := b.missingLocked(w)
 	if len(missing) == 0 {
 		n.mu.Unlock()
@@ -216,14 +231,12 @@ func (b *Backend) unwatch(w *watch, wake chan struct{}) {
 	n := &b.notes
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if i := slices.Index(w.queue, wake); i >= 0 {
+	if i := slices.IndexFunc(w.queue, func(q waiting) bool { return q.wake == wake }); i >= 0 {
 		w.queue = slices.Delete(w.queue, i, i+1)
 	} else if len(wake) > 0 && len(w.queue) > 0 {
 		// Woken but leaving without using the wake-up (its attempt won or
 		// its context ended): pass it on.
-		next := w.queue[0]
-		w.queue = w.queue[1:]
-		next <- struct{}{}
+		w.wakeOldest()
 	}
 	w.refs--
 	if w.refs == 0 {
@@ -312,6 +325,19 @@ func (b *Backend) onMessage(m rueidis.PubSubMessage) {
 	if w == nil {
 		return
 	}
+	if id, named := strings.CutPrefix(m.Message, "\x00"); named {
+		// The release woke the waiter first in the node's queue.
+		if !strings.HasPrefix(id, b.id) {
+			return // another process's
+		}
+		copy(w.named[1:], w.named[:len(w.named)-1])
+		w.named[0] = namedWake{id: id, at: time.Now()}
+		if i := slices.IndexFunc(w.queue, func(q waiting) bool { return q.id == id }); i >= 0 {
+			w.queue[i].wake <- struct{}{}
+			w.queue = slices.Delete(w.queue, i, i+1)
+		}
+		return
+	}
 	if m.Message != "" && b.quorum > 1 {
 		i := slices.IndexFunc(w.seen[:], func(h heardRelease) bool { return h.name == m.Message })
 		if i < 0 {
@@ -330,11 +356,25 @@ func (b *Backend) onMessage(m rueidis.PubSubMessage) {
 		}
 	}
 	w.heard = time.Now()
+	w.wakeOldest()
+}
+
+// wakeOldest wakes the waiter that has waited longest, if any.
+func (w *watch) wakeOldest() {
 	if len(w.queue) > 0 {
-		next := w.queue[0]
+		w.queue[0].wake <- struct{}{}
 		w.queue = w.queue[1:]
-		next <- struct{}{}
 	}
+}
+
+// namedSince reports whether a release named the waiter id at or after t.
+func (w *watch) namedSince(id string, t time.Time) bool {
+	for _, nw := range w.named {
+		if nw.id == id && !nw.at.Before(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // subConn returns node i's subscribing connection, made or being made,
@@ -448,7 +488,8 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 		return lock.Result{}, err
 	}
 	next := lock.Result{Owner: req.Owner}
-	w, wake := b.watch(ctx, releasedChannel(req.Key))
+	id := b.waiterID(&req)
+	w, wake := b.watch(ctx, releasedChannel(req.Key), id)
 	if w == nil {
 		if b.closed.Load() {
 			return lock.Result{}, lock.ErrClosed
@@ -461,6 +502,7 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	if ok {
 		b.notes.mu.Lock()
 		heard, since := !w.heard.Before(att.start), !w.since.Before(att.start)
+		heard = heard || id != "" && w.namedSince(id, att.start)
 		b.notes.mu.Unlock()
 		if heard {
 			// A release since the last attempt began, heard before this
@@ -481,6 +523,12 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
 		}
+	} else if id != "" && !att.queued {
+		// The last attempt was refused before the caller began to wait,
+		// so it did not queue: queue now, unless the key is free.
+		if b.enqueue(ctx, req.Key, id, req.TTL) {
+			return next, nil
+		}
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -488,6 +536,56 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	case <-wake:
 	case <-t.C:
 	case <-ctx.Done():
+		if id != "" {
+			// Leave the queue, or the next release would wake nobody.
+			b.dequeue(ctx, req.Key, id)
+		}
 	}
 	return next, nil
+}
+
+// waiterID returns the name under which the waiter of req waits in the
+// key's queue on the node, or "" if it does not queue. Only a single node
+// keeps a queue: a release there wakes the waiter first in it, and only
+// that one, where waking every waiter would have all but one fail. Over
+// several nodes, queues could name different waiters, none heard from a
+// majority, so releases wake every process's oldest waiter instead.
+func (b *Backend) waiterID(req *lock.Request) string {
+	if len(b.nodes) != 1 || req.Since.IsZero() {
+		return ""
+	}
+	return b.id + strconv.FormatInt(req.Since.UnixNano(), 36)
+}
+
+// dequeue takes waiter id out of key's queue on the single node, in the
+// background: the caller is leaving, and Close waits for the call.
+func (b *Backend) dequeue(ctx context.Context, key, id string) {
+	b.closing.RLock()
+	defer b.closing.RUnlock()
+	if b.closed.Load() {
+		return
+	}
+	b.calls.Add(1)
+	go func() {
+		defer b.calls.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+		defer cancel()
+		c := b.nodes[0].client
+		c.Do(ctx, c.B().Lrem().Key(queueKey(key)).Count(1).Element(id).Build())
+	}()
+}
+
+// enqueue puts waiter id in key's queue on the single node, unless the
+// key is free, which it reports. A waiter the node failed to queue waits
+// for its delay, as it would if nobody woke it.
+func (b *Backend) enqueue(ctx context.Context, key, id string, ttl time.Duration) (free bool) {
+	nctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	n := b.nodes[0]
+	queued, err := enqueueScript.Exec(nctx, n.client, []string{key, queueKey(key)}, []string{id, strconv.FormatInt(ttl.Milliseconds(), 10)}).AsInt64()
+	if err != nil {
+		lock.ReportNodeError(ctx, 0, n.addr, err)
+		return false
+	}
+	return queued == 0
 }

@@ -20,7 +20,8 @@ import (
 // granted, and one that ended before is counted in granted or unsure, for
 // the undo to cover.
 type attempt struct {
-	start time.Time // when the attempt was sent, for Wait
+	start  time.Time // when the attempt was sent, for Wait
+	queued bool      // whether a refusal put the waiter in the key's queue
 
 	mu    sync.Mutex
 	over  bool
@@ -179,23 +180,36 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// must not delete what a later attempt of the same Acquire holds there.
 	// A failed attempt's keys go by its own undo, so a retry never waits
 	// behind them.
-	owner := newValue()
-	start := time.Now()
-	deadline := start.Add(req.TTL - req.Drift)
-	proposed := start
+	owner, err := b.lockValue()
+	if err != nil {
+		return lock.Result{}, err
+	}
+	// Validity is measured on the Backend's clock (see clock.go); start is
+	// the same instant on package time, for Wait and the lock package.
+	sent := b.clock.now()
+	start := b.clock.system(sent)
+	deadline := sent.Add(req.TTL - req.Drift)
+	proposed := b.clock.wall()
 	if b.proposalClock != nil {
 		proposed = b.proposalClock()
 	}
 	proposal := strconv.FormatInt(proposed.UnixMicro(), 10)
 	script := acquireScript
+	waiter := b.waiterID(&req)
 	keys := []string{req.Key, fenceKey(req.Key)}
-	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal}
+	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter}
+	if waiter != "" {
+		keys = append(keys, queueKey(req.Key))
+	}
 	if q := b.quarantine.after; q > 0 {
 		script = quarantineAcquireScript
+		if waiter == "" {
+			keys = append(keys, queueKey(req.Key)) // unused, in its place
+		}
 		keys = append(keys, birthKey, repairedKey)
 		args = append(args, strconv.FormatInt(q.Milliseconds(), 10))
 	}
-	att := &attempt{start: start}
+	att := &attempt{start: start, queued: waiter != ""}
 	att.state = att.buf[:0]
 	if len(b.nodes) > len(att.buf) {
 		att.state = make([]nodeState, 0, len(b.nodes))
@@ -205,14 +219,16 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// reach its node (rueidis has queued it, perhaps on another connection
 	// than the undo), and only a call that sees its grant can undo it. They
 	// are bounded by the node timeout and the deadline instead.
-	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, deadline, b.all(), func(nctx context.Context, i int, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, b.clock.system(deadline), b.all(), func(nctx context.Context, i int, n node) reply {
 		r := parseAcquire(script.Exec(nctx, n.client, keys, args))
-		if att.settle(i, r) && (r.ok || r.err != nil) {
+		if att.settle(i, r) && (r.ok || r.err != nil) && !b.knobs.noUndo {
 			// This node granted, or may have, after the attempt was given
 			// up or its lease released (a NOSCRIPT fallback can land after
 			// the release, a timed-out call when a frozen node thaws):
-			// free it here, or it would stay until its TTL. The undo goes
-			// behind the call on the node's connection.
+			// free it here, or it would stay until its TTL. After a reply
+			// the undo follows the grant; after a timeout the call may
+			// still wait on another of the node's connections, and a grant
+			// landing after the undo stays until its TTL.
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout*releaseTimeouts)
 			undoScript.Exec(uctx, n.client, keys[:1], []string{owner})
 			cancel()
@@ -251,19 +267,24 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 			break
 		}
 	}
-	result := lock.Result{Owner: owner, Start: start, Handle: att}
-	if len(granted) >= b.quorum && time.Now().Before(deadline) {
+	// The lock package counts the lease's deadline from Start, on package
+	// time: give it the start that puts it where this clock's deadline is.
+	result := lock.Result{Owner: owner, Start: b.clock.system(deadline).Add(req.Drift - req.TTL), Handle: att}
+	if len(granted) >= b.quorum && b.clock.now().Before(deadline) {
 		token, _ := strconv.ParseUint(proposal, 10, 64)
-		if stored < b.quorum {
+		if stored < b.quorum && !b.knobs.ignoreStored {
 			// Fewer than a majority stored the proposal: some node knew a
 			// counter at least as large. Raise a majority past it.
 			token = highest + 1
+			if hook := b.knobs.afterRoundOne; hook != nil {
+				hook()
+			}
 			if err := b.fence(ctx, deadline, granted, keys, owner, token); err != nil {
 				errs = append(errs, err)
 				token = 0
 			}
 		}
-		if token != 0 && time.Now().Before(deadline) {
+		if token != 0 && b.clock.now().Before(deadline) {
 			result.Acquired, result.Token = true, token
 			return result, nil
 		}
@@ -275,7 +296,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// It returns once the nodes known to hold the key have answered: the
 	// undo of those that failed runs on, within the node timeout, since a
 	// node that failed once is likely to fail again, slowly.
-	if undo, held := att.end(); len(undo) > 0 {
+	if undo, held := att.end(); len(undo) > 0 && !b.knobs.noUndo {
 		b.releaseOn(ctx, undo, held, held, req.Key, owner, false)
 	}
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
@@ -354,8 +375,8 @@ func denied(errs []error) bool {
 // majority of acknowledgements before the deadline.
 func (b *Backend) fence(ctx context.Context, deadline time.Time, granted []int, keys []string, owner string, token uint64) error {
 	args := []string{owner, strconv.FormatUint(token, 10)}
-	replies := b.fanOut(ctx, b.timeout, deadline, granted, func(ctx context.Context, _ int, n node) reply {
-		v, err := fenceScript.Exec(ctx, n.client, keys, args).AsInt64()
+	replies := b.fanOut(ctx, b.timeout, b.clock.system(deadline), granted, func(ctx context.Context, _ int, n node) reply {
+		v, err := b.fenceLua().Exec(ctx, n.client, keys, args).AsInt64()
 		return reply{ok: v == 1, err: err}
 	})
 	acks := 0
@@ -397,6 +418,10 @@ func parseAcquire(res rueidis.RedisResult) reply {
 	c, err := strconv.ParseUint(counter, 10, 64)
 	if err != nil {
 		return reply{err: fmt.Errorf("fencing counter %q: %w", counter, err)}
+	}
+	if holder != "" && pttl == 0 {
+		// The holder has under 1 ms left: wait that, not a whole delay.
+		pttl = 1
 	}
 	return reply{ok: granted == 1, quarantined: granted == -1, counter: c, stored: stored == 1, pttl: time.Duration(max(pttl, 0)) * time.Millisecond, holder: holder}
 }
@@ -484,13 +509,16 @@ func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, ke
 	keys := []string{key}
 	script, args := undoScript, []string{owner}
 	if notify {
+		if len(b.nodes) == 1 {
+			keys = append(keys, queueKey(key)) // see waiterID
+		}
 		// The release's name tells its copies from several nodes apart;
 		// one node sends one copy, and the name would only cost a string.
 		name := ""
 		if b.quorum > 1 {
 			name = b.releaseName()
 		}
-		script, args = releaseScript, []string{owner, releasedChannel(key), name}
+		script, args = b.releaseLua(), []string{owner, releasedChannel(key), name}
 	}
 	sent := time.Now()
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {

@@ -17,6 +17,11 @@ import "github.com/redis/rueidis"
 // A key already holding ARGV[1] is taken again: an earlier attempt of the
 // same Acquire set it and its reply was lost.
 //
+// ARGV[4], if not empty, names a waiter, which a refusal puts at the end
+// of the key's queue of waiters KEYS[3] (unless it is there already: it
+// keeps its place) and a grant takes out of it. Only a single node keeps
+// a queue; see Backend.waiterID.
+//
 // Counters are compared as Lua numbers, exact below 2^53, and returned as
 // the strings stored: Lua would print a large number in exponent form.
 var acquireScript = rueidis.NewLuaScript(acquireLua)
@@ -27,7 +32,16 @@ const acquireLua = `
 local c = redis.call('GET', KEYS[2]) or '0'
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
+	if ARGV[4] ~= '' then
+		if not redis.call('LPOS', KEYS[3], ARGV[4]) then
+			redis.call('RPUSH', KEYS[3], ARGV[4])
+		end
+		redis.call('PEXPIRE', KEYS[3], ARGV[2])
+	end
 	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
+end
+if ARGV[4] ~= '' then
+	redis.call('LREM', KEYS[3], 1, ARGV[4])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if tonumber(ARGV[3]) > tonumber(c) then
@@ -64,7 +78,13 @@ return 0
 // undoScript deletes KEYS[1] if it holds ARGV[1], silently: it takes back
 // a failed attempt's partial grants, which free nothing another owner could
 // use, so waking waiters for them would only make them spin.
-var undoScript = rueidis.NewLuaScript(`
+//
+// It is sent as EVAL, never EVALSHA: an undo goes to a node that may have
+// failed, and one that lost its script cache answers EVALSHA with NOSCRIPT,
+// which rueidis answers with EVAL only if the reply arrives. Where replies
+// are lost (the undo's own reason to exist), the key would stay until its
+// TTL. Undos are rare, and the script is short.
+var undoScript = rueidis.NewLuaScriptNoSha(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return redis.call('DEL', KEYS[1])
 end
@@ -73,13 +93,36 @@ return 0
 
 // releaseScript deletes KEYS[1] if it holds ARGV[1], as node-redlock does,
 // and announces the release on the channel ARGV[2] so that waiters wake.
-// The message ARGV[3] names the release, the same on every node, so that a
+// If the key's queue of waiters KEYS[2] (given on a single node) holds one,
+// the message is a NUL and the name of the first, whom the release takes
+// out of the queue: that waiter alone wakes. Otherwise the message is
+// ARGV[3], the name of the release, the same on every node, so that a
 // waiter wakes once per release however many nodes announce it.
 var releaseScript = rueidis.NewLuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
-	redis.call('PUBLISH', ARGV[2], ARGV[3])
+	local next = KEYS[2] and redis.call('LPOP', KEYS[2])
+	if next then
+		redis.call('PUBLISH', ARGV[2], '\0' .. next)
+	else
+		redis.call('PUBLISH', ARGV[2], ARGV[3])
+	end
 	return 1
 end
 return 0
+`)
+
+// enqueueScript puts the waiter ARGV[1] at the end of the queue KEYS[2] of
+// the lock key KEYS[1], unless it is in it already, and keeps the queue
+// for ARGV[2] milliseconds. It answers 0, queueing nothing, when the key is
+// free: the waiter should try it rather than wait.
+var enqueueScript = rueidis.NewLuaScript(`
+if not redis.call('GET', KEYS[1]) then
+	return 0
+end
+if not redis.call('LPOS', KEYS[2], ARGV[1]) then
+	redis.call('RPUSH', KEYS[2], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
 `)

@@ -1,0 +1,205 @@
+package rueidislock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leaselock/lock"
+	"github.com/leaselock/lock/internal/redistest"
+	"github.com/leaselock/lock/rueidislock"
+)
+
+// queueLen returns the length of key's queue of waiters on s.
+func queueLen(t *testing.T, s *redistest.Server, key string) int64 {
+	t.Helper()
+	n, err := s.Do("LLEN", rueidislock.QueueKey(key)).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// refusals returns how many attempts s has refused since it started: the
+// acquire script reads the holder's PTTL only on a refusal.
+func refusals(t *testing.T, s *redistest.Server) int64 {
+	return infoField(t, s, "commandstats", "cmdstat_pttl:", "calls")
+}
+
+// waitQueued waits until key's queue on s holds n waiters.
+func waitQueued(t *testing.T, s *redistest.Server, key string, n int64) {
+	t.Helper()
+	if !pollUntil(2*time.Second, func() bool { return queueLen(t, s, key) == n }) {
+		t.Fatalf("queue of %q: %d waiters, want %d", key, queueLen(t, s, key), n)
+	}
+}
+
+// TestQueueWakesOneWaiter checks that on a single node a release wakes one
+// waiter, the one that has waited longest, and no other: four waiters, each
+// with a backend of its own as a process would have, are served in the
+// order they came, with no attempt refused on the way, where waking every
+// waiter would have all but one fail at each release.
+func TestQueueWakesOneWaiter(t *testing.T) {
+	servers, addrs := startNodes(t, 1)
+	s := servers[0]
+	const key = "queue:fifo"
+	ctx := context.Background()
+	holder := lock.New(dial(t, addrs))
+	defer holder.Close()
+	l, err := holder.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const waiters = 4
+	order := make(chan int, waiters)
+	errs := make(chan error, waiters)
+	for i := range waiters {
+		m := lock.New(dial(t, addrs))
+		defer m.Close()
+		go func() {
+			// The retry delay is far beyond the test: only a wake-up
+			// gets a waiter the key.
+			l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute), lock.WithJitter(0))
+			if err != nil {
+				errs <- err
+				return
+			}
+			order <- i
+			errs <- l.Release(ctx)
+		}()
+		waitQueued(t, s, key, int64(i+1))
+	}
+
+	before := refusals(t, s)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range waiters {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(order)
+	var got []int
+	for i := range order {
+		got = append(got, i)
+	}
+	if fmt.Sprint(got) != "[0 1 2 3]" {
+		t.Errorf("waiters served in the order %v, want the order they came, [0 1 2 3]", got)
+	}
+	if n := refusals(t, s) - before; n != 0 {
+		t.Errorf("%d attempts refused after the first release: waiters were woken for a key another got", n)
+	}
+	if keys, err := s.Do("KEYS", "*\x00queue*").AsStrSlice(); err != nil || len(keys) != 0 {
+		t.Errorf("queue keys left once every waiter was served: %q (err %v)", keys, err)
+	}
+}
+
+// TestQueueWaiterLeaves checks that a waiter whose context ends leaves the
+// queue: the release after it wakes the next waiter, not the one gone.
+func TestQueueWaiterLeaves(t *testing.T) {
+	servers, addrs := startNodes(t, 1)
+	s := servers[0]
+	const key = "queue:leave"
+	ctx := context.Background()
+	holder := lock.New(dial(t, addrs))
+	defer holder.Close()
+	l, err := holder.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	gone, stay := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer gone.Close()
+	defer stay.Close()
+	leave, cancel := context.WithCancel(ctx)
+	left := make(chan error, 1)
+	go func() {
+		_, err := gone.Acquire(leave, key, lock.WithDelay(time.Minute))
+		left <- err
+	}()
+	waitQueued(t, s, key, 1)
+	got := make(chan error, 1)
+	go func() {
+		l, err := stay.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	waitQueued(t, s, key, 2)
+
+	cancel()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the leaving waiter's Acquire: %v, want context.Canceled", err)
+	}
+	waitQueued(t, s, key, 1)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter left in the queue was not woken by the release")
+	}
+}
+
+// TestQueueOnlyOnSingleNode checks that over several nodes no queue is
+// kept: their queues could name different waiters, none on a majority.
+func TestQueueOnlyOnSingleNode(t *testing.T) {
+	servers, addrs := startNodes(t, 3)
+	const key = "queue:none"
+	ctx := context.Background()
+	m := lock.New(dial(t, addrs))
+	defer m.Close()
+	l, err := m.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	// The waiter is subscribed once every node counts a subscriber.
+	channel := "leaselock:released\x00" + key
+	if !pollUntil(2*time.Second, func() bool {
+		for _, s := range servers {
+			v, err := s.Do("PUBSUB", "NUMSUB", channel).ToArray()
+			if err != nil || len(v) != 2 {
+				return false
+			}
+			if n, _ := v[1].AsInt64(); n == 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("the waiter did not subscribe on every node")
+	}
+	for i, s := range servers {
+		if keys, err := s.Do("KEYS", "*").AsStrSlice(); err == nil {
+			for _, k := range keys {
+				if strings.Contains(k, "\x00queue") {
+					t.Errorf("node %d keeps a queue %q over 3 nodes", i, k)
+				}
+			}
+		}
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
