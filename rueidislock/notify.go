@@ -2,6 +2,7 @@ package rueidislock
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,9 +187,12 @@ func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake
 		res := c.client.DoMulti(ctx,
 			c.client.B().Subscribe().Channel(channel).Build(),
 			c.client.B().Ping().Build())
-		if res[1].Error() == nil {
-			subs[k] = c
+		if err := errors.Join(res[0].Error(), res[1].Error()); err != nil {
+			i := missing[k]
+			lock.ReportNodeError(ctx, i, b.nodes[i].addr, err) // to the Mutex's Observer, if any
+			return
 		}
+		subs[k] = c
 	})
 
 	n.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -149,4 +150,38 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestObserverWaitErrors checks that errors on the waiting path reach the
+// Observer too: here a user without rights on the release channels, whose
+// waiter's SUBSCRIBE is refused (it then waits for its delay, as if no
+// node announced releases) and whose Release cannot announce.
+func TestObserverWaitErrors(t *testing.T) {
+	_, urls := aclNodes(t, 1, lockerPass, "~app:*") // no &channel pattern
+	obs := new(nodeErrorObserver)
+	m := lock.New(dial(t, urls), lock.WithObserver(obs))
+	defer m.Close()
+	ctx := context.Background()
+	l, err := m.Acquire(ctx, "app:unannounced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := m.Acquire(wctx, "app:unannounced"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiter: %v, want its context's end", err)
+	}
+	if err := l.Release(ctx); err == nil {
+		t.Error("Release without the right to announce it succeeded")
+	}
+	if ops := obs.ops(0); !ops["acquire"] || !ops["release"] {
+		t.Errorf("node errors reported for %v, want the waiter's (acquire) and the release's", ops)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	for _, e := range obs.events {
+		if e.Op == "acquire" && !strings.Contains(e.Err.Error(), "NOPERM") {
+			t.Errorf("waiter's node error %v, want NOPERM", e.Err)
+		}
+	}
 }
