@@ -131,8 +131,10 @@ func testClose(s *suite) {
 	add("fixed,cancellable", pctx, true, lock.WithAutoExtend(false), lock.WithTTL(long))
 	add("renew,background,unwatched", context.Background(), false)
 	add("fixed,background,unwatched", context.Background(), false, lock.WithAutoExtend(false), lock.WithTTL(long))
+	// Held for longer than the test's bound: the holder's TTL, which bounds
+	// a waiter's sleep, cannot be what ends its wait.
 	otherKey := s.key("other")
-	ol := s.acquire(context.Background(), other, otherKey)
+	ol := s.acquire(context.Background(), other, otherKey, lock.WithAutoExtend(false), lock.WithTTL(long))
 
 	waiters := map[string]<-chan result{}
 	for _, key := range []string{s.key(leases[0].name), otherKey} {

@@ -458,6 +458,14 @@ func (n *notifier) close() {
 		n.reaper.Stop()
 		n.reaper = nil
 	}
+	// Wake every waiter, whose next attempt then meets the closed Backend:
+	// left alone, it would sleep until a release, its delay or the
+	// holder's TTL.
+	for _, w := range n.watches {
+		for len(w.queue) > 0 {
+			w.wakeOldest()
+		}
+	}
 	n.mu.Unlock()
 	n.workers.Wait()
 	for _, c := range n.conns {

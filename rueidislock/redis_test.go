@@ -298,3 +298,42 @@ func TestReleaseWakesWaiter(t *testing.T) {
 		t.Fatal("waiter not woken by the release")
 	}
 }
+
+// TestCloseWakesWaiters checks that Close ends an Acquire waiting for a key
+// held by another client at once, with ErrClosed, where the waiter would
+// otherwise sleep until a release, its hour-long delay or the holder's
+// minute-long TTL.
+func TestCloseWakesWaiters(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%dnodes", n), func(t *testing.T) {
+			_, addrs := startNodes(t, n)
+			ctx := context.Background()
+			holder := lock.New(dial(t, addrs))
+			defer holder.Close()
+			if _, err := holder.Acquire(ctx, "close:wakes", lock.WithTTL(time.Minute), lock.WithAutoExtend(false)); err != nil {
+				t.Fatal(err)
+			}
+			b := dial(t, addrs)
+			m := lock.New(b)
+			got := make(chan error, 1)
+			go func() {
+				_, err := m.Acquire(ctx, "close:wakes", lock.WithDelay(time.Hour), lock.WithJitter(0))
+				got <- err
+			}()
+			// Closing while the waiter subscribes or queues is the other
+			// race: wait until it sleeps.
+			if !pollUntil(2*time.Second, func() bool { return b.Waiting() == 1 }) {
+				t.Fatal("the waiter never waited")
+			}
+			m.Close()
+			select {
+			case err := <-got:
+				if !errors.Is(err, lock.ErrClosed) {
+					t.Errorf("waiter: %v, want ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiter was not woken by Close")
+			}
+		})
+	}
+}

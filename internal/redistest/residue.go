@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/rueidis"
 )
 
 // Oracle O4 of RELIABILITY.md §6: what locks leave behind on the nodes. A
@@ -27,7 +29,8 @@ import (
 //	leaselock\x00birth            quarantine marks, one of each per node
 //	leaselock\x00repaired
 //
-// residue_test.go pins this layout against the real rueidislock.
+// TestResidueLayout in rueidislock's tests pins this layout against the
+// real package.
 
 // ResidueGrace is how long after the end of its TTL a lock key may still
 // be seen (the "TTL + 50 ms" of O4): the time to ask the node, and the
@@ -46,7 +49,15 @@ const (
 
 // Residue checks oracle O4 on the keys of one namespace, on every node.
 // Its methods only read the nodes, through their admin connections; they
-// must not be frozen or paused.
+// must not be frozen or paused. At the end of a run:
+//
+//	m.Close() // every lease released or ended
+//	r := redistest.Residue{Match: "s7:*", TTL: time.Second}
+//	if err := r.Teardown(ctx, servers); err != nil {
+//		t.Errorf("O4: %v", err)
+//	}
+//
+// and while leases live, Check with the lock names they hold.
 type Residue struct {
 	// Match is the SCAN MATCH pattern of the namespace, such as "s7:*"; ""
 	// scans every key. The counters of keys without '{' start with the key,
@@ -104,7 +115,7 @@ func (r Residue) Teardown(ctx context.Context, servers []*Server) error {
 		}
 		for _, k := range keys {
 			if kind, _ := classifyName(k); kind == lockKey || kind == queueKey {
-				pttl, _ := s.DoContext(ctx, "PTTL", k).AsInt64()
+				pttl, _ := ask(ctx, s, "PTTL", k).AsInt64()
 				errs = append(errs, fmt.Errorf("node %d (%s): %s %q (PTTL %d ms) left at teardown: set after the first scan, by a late command (O4)", i, s.Addr(), kind, k, pttl))
 			}
 		}
@@ -135,7 +146,7 @@ func (r Residue) classify(ctx context.Context, i int, s *Server, keys []string, 
 		switch kind {
 		case lockKey, queueKey:
 			asked := time.Now() // the PTTL counts from a moment after this
-			pttl, err := s.DoContext(ctx, "PTTL", k).AsInt64()
+			pttl, err := ask(ctx, s, "PTTL", k).AsInt64()
 			switch {
 			case err != nil:
 				bad("PTTL %q: %v", k, err)
@@ -150,7 +161,7 @@ func (r Residue) classify(ctx context.Context, i int, s *Server, keys []string, 
 			}
 		case counterKey:
 			counters[name] = append(counters[name], k)
-			v, err := s.DoContext(ctx, "GET", k).ToString()
+			v, err := ask(ctx, s, "GET", k).ToString()
 			if err == nil {
 				_, err = strconv.ParseUint(v, 10, 64)
 			}
@@ -180,13 +191,13 @@ func waitGone(ctx context.Context, servers []*Server, watch []residueKey) error 
 		for _, w := range watch {
 			s := servers[w.node]
 			asked := time.Now()
-			n, err := s.DoContext(ctx, "EXISTS", w.key).AsInt64()
+			n, err := ask(ctx, s, "EXISTS", w.key).AsInt64()
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("node %d (%s): EXISTS %q: %w", w.node, s.Addr(), w.key, err))
 			case n == 0:
 			case asked.After(w.due):
-				pttl, _ := s.DoContext(ctx, "PTTL", w.key).AsInt64()
+				pttl, _ := ask(ctx, s, "PTTL", w.key).AsInt64()
 				errs = append(errs, fmt.Errorf("node %d (%s): %s %q held by no one is still there %v after its TTL ran out (PTTL now %d ms; O4)",
 					w.node, s.Addr(), w.kind, w.key, asked.Sub(w.due)+ResidueGrace, pttl))
 			default:
@@ -206,6 +217,15 @@ func waitGone(ctx context.Context, servers []*Server, watch []residueKey) error 
 	return errors.Join(errs...)
 }
 
+// ask runs a command on s's admin connection, bounded by ctx and by the
+// admin timeout, so that a frozen node fails the check instead of hanging
+// it.
+func ask(ctx context.Context, s *Server, args ...string) rueidis.RedisResult {
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	return s.DoContext(ctx, args...)
+}
+
 // scan returns the keys of the namespace on s.
 func (r Residue) scan(ctx context.Context, s *Server) ([]string, error) {
 	match := r.Match
@@ -215,7 +235,7 @@ func (r Residue) scan(ctx context.Context, s *Server) ([]string, error) {
 	var keys []string
 	cursor := "0"
 	for {
-		vals, err := s.DoContext(ctx, "SCAN", cursor, "MATCH", match, "COUNT", "1000").ToArray()
+		vals, err := ask(ctx, s, "SCAN", cursor, "MATCH", match, "COUNT", "1000").ToArray()
 		if err != nil {
 			return nil, fmt.Errorf("SCAN: %w", err)
 		}
