@@ -966,7 +966,7 @@ func TestS17ExtendReachesSlowNode(t *testing.T) {
 }
 
 // TestS18CancelAcquire: the caller's context ends at random points of
-// Acquire. Every failure is ErrNotAcquired joined with the context's error,
+// Acquire, Extend and Release. Every failure is ErrNotAcquired joined with the context's error,
 // and 100 ms after Acquire returns no node holds the key. The TTL is 60 s,
 // so residue cannot hide by expiring. A lease that won the race is released
 // at once when its context ends, and Release with an ended context still
@@ -1064,6 +1064,29 @@ func TestS18CancelAcquire(t *testing.T) {
 		}
 		outcome[key] = "Release on an ending context"
 		check(key, returned.Add(100*time.Millisecond))
+	}
+
+	// Extend on a context that ends at a random point: it fails with that
+	// context's error or succeeds, and either way the Release after it
+	// frees every node.
+	for i := range 50 {
+		key := fmt.Sprintf("s18:extend:%d", i)
+		l, err := m.Acquire(bg, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(bg, time.Duration(rng.Int64N(int64(time.Millisecond)+1)))
+		err = l.Extend(ctx, time.Minute)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Extend on an ending context: %v, want nil or %v", err, context.DeadlineExceeded)
+		}
+		if l.Err() != nil {
+			t.Errorf("a cancelled Extend ended the lease: %v", l.Err())
+		}
+		l.Release(bg)
+		outcome[key] = fmt.Sprintf("Extend on an ending context: %v", err)
+		check(key, time.Now().Add(100*time.Millisecond))
 	}
 
 	// O4 over the whole keyspace, now more than 100 ms after every return:
