@@ -596,7 +596,9 @@ func (b *Backend) enqueue(ctx context.Context, key, id string, ttl time.Duration
 	n := b.nodes[0]
 	queued, err := enqueueScript.Exec(nctx, n.client, []string{key, queueKey(key)}, []string{id, strconv.FormatInt(ttl.Milliseconds(), 10)}).AsInt64()
 	if err != nil {
-		lock.ReportNodeError(ctx, 0, n.addr, err)
+		if ctx.Err() == nil { // not the caller leaving
+			lock.ReportNodeError(ctx, 0, n.addr, err)
+		}
 		return false
 	}
 	return queued == 0

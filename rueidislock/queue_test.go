@@ -37,22 +37,29 @@ func waitQueued(t *testing.T, s *redistest.Server, key string, n int64) {
 	}
 }
 
+// heldOnOneNode starts a single node and returns it, its address, and a
+// lease on key held there by a client of its own.
+func heldOnOneNode(t *testing.T, key string) (*redistest.Server, []string, *lock.Lease) {
+	t.Helper()
+	servers, addrs := startNodes(t, 1)
+	holder := lock.New(dial(t, addrs))
+	t.Cleanup(func() { holder.Close() })
+	l, err := holder.Acquire(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return servers[0], addrs, l
+}
+
 // TestQueueWakesOneWaiter checks that on a single node a release wakes one
 // waiter, the one that has waited longest, and no other: four waiters, each
 // with a backend of its own as a process would have, are served in the
 // order they came, with no attempt refused on the way, where waking every
 // waiter would have all but one fail at each release.
 func TestQueueWakesOneWaiter(t *testing.T) {
-	servers, addrs := startNodes(t, 1)
-	s := servers[0]
 	const key = "queue:fifo"
+	s, addrs, l := heldOnOneNode(t, key)
 	ctx := context.Background()
-	holder := lock.New(dial(t, addrs))
-	defer holder.Close()
-	l, err := holder.Acquire(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	const waiters = 4
 	order := make(chan int, waiters)
@@ -102,16 +109,9 @@ func TestQueueWakesOneWaiter(t *testing.T) {
 // TestQueueWaiterLeaves checks that a waiter whose context ends leaves the
 // queue: the release after it wakes the next waiter, not the one gone.
 func TestQueueWaiterLeaves(t *testing.T) {
-	servers, addrs := startNodes(t, 1)
-	s := servers[0]
 	const key = "queue:leave"
+	s, addrs, l := heldOnOneNode(t, key)
 	ctx := context.Background()
-	holder := lock.New(dial(t, addrs))
-	defer holder.Close()
-	l, err := holder.Acquire(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	gone, stay := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
 	defer gone.Close()

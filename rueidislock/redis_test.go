@@ -117,48 +117,6 @@ func TestNodeRedlockLayout(t *testing.T) {
 	}
 }
 
-// TestQuorumMasks pins the quorum rule: for every subset of 5 nodes on
-// which another owner holds the key, TryAcquire succeeds exactly when the
-// free nodes are a majority, and leaves nothing behind when it fails.
-func TestQuorumMasks(t *testing.T) {
-	servers, addrs := startNodes(t, 5)
-	m := lock.New(dial(t, addrs))
-	defer m.Close()
-	ctx := context.Background()
-	for mask := range 1 << 5 {
-		key := fmt.Sprintf("mask:%02d", mask)
-		held := 0
-		for i, s := range servers {
-			if mask&(1<<i) != 0 {
-				held++
-				if err := s.Do("SET", key, "foreign", "PX", "60000").Error(); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		l, err := m.TryAcquire(ctx, key)
-		if want := 5-held >= 3; (err == nil) != want {
-			t.Errorf("mask %05b (%d held): TryAcquire err = %v, want success %v", mask, held, err, want)
-		}
-		if err == nil {
-			l.Release(ctx)
-		}
-		for i, s := range servers {
-			if mask&(1<<i) != 0 {
-				if v, _ := s.Do("GET", key).ToString(); v != "foreign" {
-					t.Errorf("mask %05b: node %d's foreign key changed to %q", mask, i, v)
-				}
-				continue
-			}
-			// A node that granted after the decision frees its key itself,
-			// within the node timeout.
-			if !gone(s, key, time.Second) {
-				t.Errorf("mask %05b: node %d keeps the key after the attempt", mask, i)
-			}
-		}
-	}
-}
-
 // TestFencingFallback pins the second round of fencing: when a node knows a
 // counter larger than the proposal, the token goes past it.
 func TestFencingFallback(t *testing.T) {
