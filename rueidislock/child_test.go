@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/leaselock/lock"
+	"github.com/leaselock/lock/internal/redistest"
 	"github.com/leaselock/lock/locktest"
 	"github.com/leaselock/lock/rueidislock"
 )
@@ -370,7 +371,7 @@ func startChild(t *testing.T, cfg childConfig) *child {
 	// Under -race the child would sleep 1 s at exit (atexit_sleep_ms).
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	c.cmd.Env = append(os.Environ(), childEnv+"="+string(raw), "GORACE="+gorace)
-	c.cmd.SysProcAttr = childSysProcAttr()
+	c.cmd.SysProcAttr = redistest.SysProcAttr()
 	c.cmd.Stderr = &c.out
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -443,7 +444,7 @@ func (c *child) stop() error {
 	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		return err
 	}
-	return waitProcessStopped(c.cmd.Process.Pid)
+	return redistest.WaitStopped(c.cmd.Process.Pid, nil)
 }
 
 // cont resumes a stopped child with SIGCONT.

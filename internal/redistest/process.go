@@ -117,7 +117,7 @@ func (s *Server) launch() (*process, rueidis.Client, error) {
 	cmd := exec.Command(Binary, s.args()...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logf, logf // an *os.File: no copying goroutines
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = SysProcAttr()
 	err = cmd.Start()
 	logf.Close() // the child has its own descriptor
 	if err != nil {
@@ -269,7 +269,7 @@ func (s *Server) Freeze() error {
 	s.mu.Lock()
 	s.frozen = true
 	s.mu.Unlock()
-	return waitStopped(p.pid(), p.done)
+	return WaitStopped(p.pid(), p.done)
 }
 
 // Thaw resumes a frozen process with SIGCONT.

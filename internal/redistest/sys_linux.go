@@ -8,15 +8,17 @@ import (
 	"time"
 )
 
-// sysProcAttr makes the kernel kill redis-server if the test binary dies
-// without running its cleanups (a panic, or go test's -timeout).
-func sysProcAttr() *syscall.SysProcAttr {
+// SysProcAttr makes the kernel kill a child process (a redis-server, or
+// a test's client process) if the test binary dies without running its
+// cleanups (a panic, or go test's -timeout).
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// waitStopped polls /proc until the process is in the stopped state, since
-// SIGSTOP takes effect only when the target next handles signals.
-func waitStopped(pid int, done <-chan struct{}) error {
+// WaitStopped polls /proc until process pid is in the stopped state, since
+// SIGSTOP takes effect only when the target next handles signals. A
+// receive from done (nil: never) means the process exited.
+func WaitStopped(pid int, done <-chan struct{}) error {
 	path := fmt.Sprintf("/proc/%d/stat", pid)
 	deadline := time.Now().Add(time.Second)
 	for {

@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// sysProcAttr has nothing to add outside Linux.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+// SysProcAttr has nothing to add outside Linux.
+func SysProcAttr() *syscall.SysProcAttr { return nil }
 
-// waitStopped cannot observe the process state outside Linux; it gives
+// WaitStopped cannot observe the process state outside Linux; it gives
 // SIGSTOP a moment to take effect.
-func waitStopped(pid int, done <-chan struct{}) error {
+func WaitStopped(pid int, done <-chan struct{}) error {
 	time.Sleep(10 * time.Millisecond)
 	return nil
 }
