@@ -994,7 +994,7 @@ func TestS18CancelAcquire(t *testing.T) {
 		}
 	}
 
-	const trials = 500
+	const trials = 1000
 	rng := rand.New(rand.NewPCG(18, 2026))
 	failed, won := 0, 0
 	for i := range trials {
