@@ -49,6 +49,16 @@ type Waiter interface {
 	Wait(ctx context.Context, req Request, d time.Duration) (Result, error)
 }
 
+// A Leaver is a Waiter that keeps something for a waiting Acquire between
+// its attempts, such as its place in a queue on a server. The Mutex calls
+// Leave once when an Acquire that waited ends without a lease (its context
+// ended, its retries ran out, or the Mutex closed), so that a release does
+// not go to a waiter that is gone while others sleep. req is the request of
+// its last attempt.
+type Leaver interface {
+	Leave(ctx context.Context, req Request)
+}
+
 // A Request describes one attempt, extension or release.
 type Request struct {
 	// Key is the backend key, namespace included.

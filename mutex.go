@@ -172,7 +172,16 @@ const maxErrs = 4
 // succeeds, runs without the loop's state. The backend is called with bctx:
 // ctx, or for an observed call ctx carrying its observers. st, if not nil,
 // counts the attempts.
-func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req Request, res Result, err error, st *acquireStats) (*Lease, error) {
+func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req Request, res Result, err error, st *acquireStats) (l *Lease, _ error) {
+	defer func() {
+		// An Acquire that waited and got nothing leaves the backend's
+		// queue, if it keeps one.
+		if l == nil && !req.Since.IsZero() {
+			if lv, ok := m.waiter.(Leaver); ok {
+				lv.Leave(bctx, req)
+			}
+		}
+	}()
 	var errs []error // what the backend said, for the final error
 	if err != nil || res.Acquired {
 		// An error, or a grant that came too late and was given back.

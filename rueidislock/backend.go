@@ -310,6 +310,9 @@ func (b *Backend) Close() error {
 	// majority had answered) end within the node timeout; repairs stop.
 	b.stop()
 	b.calls.Wait()
+	if len(b.nodes) == 1 {
+		b.leaveQueues()
+	}
 	b.notes.close()
 	if b.owned {
 		b.closeClients()

@@ -38,9 +38,11 @@
 // the first of them and no other, in whatever process it waits: the others
 // would only fail to get the key. Over several nodes, whose queues could
 // disagree, each process's longest waiter wakes once a majority announced
-// the release. A waiter whose Acquire ends between attempts (its last retry
-// refused) may stay in the queue: the release that reaches it wakes nobody,
-// and the others try again at their retry delay.
+// the release. A waiter that gives up leaves the queue (lock.Leaver), as do
+// those of a closing Backend; one that a release woke as it left passes the
+// wake-up on. Only a process that dies while queued leaves its name there:
+// the release that reaches it wakes nobody, and the others try again at
+// their retry delay, until the queue expires with the attempt's TTL.
 //
 // The ACL rights the backend needs are in the README: the queue adds
 // RPUSH, LPOS, LREM and LPOP, all on keys that start with the lock's key.

@@ -548,12 +548,18 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	case <-wake:
 	case <-t.C:
 	case <-ctx.Done():
-		if id != "" {
-			// Leave the queue, or the next release would wake nobody.
-			b.dequeue(ctx, req.Key, id)
-		}
 	}
 	return next, nil
+}
+
+var _ lock.Leaver = (*Backend)(nil)
+
+// Leave takes a waiter that gives up out of the key's queue on a single
+// node, or the next release would wake nobody while others sleep.
+func (b *Backend) Leave(ctx context.Context, req lock.Request) {
+	if id := b.waiterID(&req); id != "" {
+		b.dequeue(ctx, req.Key, id)
+	}
 }
 
 // waiterID returns the name under which the waiter of req waits in the
@@ -570,7 +576,9 @@ func (b *Backend) waiterID(req *lock.Request) string {
 }
 
 // dequeue takes waiter id out of key's queue on the single node, in the
-// background: the caller is leaving, and Close waits for the call.
+// background: the caller is leaving, and Close waits for the call. If a
+// release took the waiter out first, and so woke it in vain, the key is
+// free: the script wakes the next waiter instead.
 func (b *Backend) dequeue(ctx context.Context, key, id string) {
 	b.closing.RLock()
 	defer b.closing.RUnlock()
@@ -582,9 +590,38 @@ func (b *Backend) dequeue(ctx context.Context, key, id string) {
 		defer b.calls.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
 		defer cancel()
-		c := b.nodes[0].client
-		c.Do(ctx, c.B().Lrem().Key(queueKey(key)).Count(1).Element(id).Build())
+		b.leaveQueue(ctx, key, id)
 	}()
+}
+
+// leaveQueue runs dequeueScript for waiter id of key on the single node.
+func (b *Backend) leaveQueue(ctx context.Context, key, id string) {
+	dequeueScript.Exec(ctx, b.nodes[0].client, []string{key, queueKey(key)}, []string{id, releasedChannel(key)})
+}
+
+// leaveQueues takes the waiters still queued out of their keys' queues on
+// Close: their Acquires end with ErrClosed, and no release must go to them.
+func (b *Backend) leaveQueues() {
+	n := &b.notes
+	type queued struct{ key, id string }
+	var left []queued
+	n.mu.Lock()
+	for channel, w := range n.watches {
+		for _, q := range w.queue {
+			if q.id != "" {
+				left = append(left, queued{strings.TrimPrefix(channel, releasedPrefix), q.id})
+			}
+		}
+	}
+	n.mu.Unlock()
+	if len(left) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	for _, q := range left {
+		b.leaveQueue(ctx, q.key, q.id)
+	}
 }
 
 // enqueue puts waiter id in key's queue on the single node, unless the

@@ -203,3 +203,140 @@ func TestQueueOnlyOnSingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestQueueGiveUp checks that an Acquire whose retries run out while it
+// is queued leaves the queue: the release after it wakes the next waiter,
+// not the one gone.
+func TestQueueGiveUp(t *testing.T) {
+	const key = "queue:giveup"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	quitter, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer quitter.Close()
+	defer waiter.Close()
+
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := quitter.Acquire(ctx, key, lock.WithRetry(2), lock.WithDelay(100*time.Millisecond), lock.WithJitter(0))
+		gaveUp <- err
+	}()
+	waitQueued(t, s, key, 1)
+	if err := <-gaveUp; !errors.Is(err, lock.ErrNotAcquired) {
+		t.Fatalf("Acquire with its retries run out: %v, want ErrNotAcquired", err)
+	}
+	waitQueued(t, s, key, 0)
+
+	got := make(chan error, 1)
+	go func() {
+		l, err := waiter.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	waitQueued(t, s, key, 1)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not woken by the release")
+	}
+}
+
+// TestQueueCloseLeaves checks that Close takes its waiters out of the
+// queues, so that the next release wakes a waiter of another client.
+func TestQueueCloseLeaves(t *testing.T) {
+	const key = "queue:close"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	closing, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer waiter.Close()
+
+	closed := make(chan error, 1)
+	go func() {
+		_, err := closing.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		closed <- err
+	}()
+	waitQueued(t, s, key, 1)
+	got := make(chan error, 1)
+	go func() {
+		l, err := waiter.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	waitQueued(t, s, key, 2)
+
+	closing.Close()
+	if err := <-closed; !errors.Is(err, lock.ErrClosed) {
+		t.Fatalf("waiter of the closed Mutex: %v, want ErrClosed", err)
+	}
+	waitQueued(t, s, key, 1)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the other client's waiter was not woken by the release")
+	}
+}
+
+// TestQueueLeaverPassesWake checks the race of a waiter leaving with a
+// release that took it out of the queue to wake it: the wake-up would be
+// lost, with the key free. The leaving waiter's dequeue finds itself gone
+// and the key free, and wakes the next waiter. The release is played by
+// hand (LPOP and DEL, no announcement) to fix the order.
+func TestQueueLeaverPassesWake(t *testing.T) {
+	const key = "queue:race"
+	s, addrs, _ := heldOnOneNode(t, key)
+	ctx := context.Background()
+	leaver, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer leaver.Close()
+	defer waiter.Close()
+
+	lctx, cancel := context.WithCancel(ctx)
+	left := make(chan error, 1)
+	go func() {
+		_, err := leaver.Acquire(lctx, key, lock.WithDelay(time.Minute))
+		left <- err
+	}()
+	waitQueued(t, s, key, 1)
+	got := make(chan error, 1)
+	go func() {
+		l, err := waiter.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	waitQueued(t, s, key, 2)
+
+	if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Do("DEL", key).Error(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the leaving waiter: %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the next waiter was not woken when the popped waiter left")
+	}
+}

@@ -209,7 +209,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		keys = append(keys, birthKey, repairedKey)
 		args = append(args, strconv.FormatInt(q.Milliseconds(), 10))
 	}
-	att := &attempt{start: start, queued: waiter != ""}
+	att := &attempt{start: start}
 	att.state = att.buf[:0]
 	if len(b.nodes) > len(att.buf) {
 		att.state = make([]nodeState, 0, len(b.nodes))
@@ -230,7 +230,8 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 			// still wait on another of the node's connections, and a grant
 			// landing after the undo stays until its TTL.
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout*releaseTimeouts)
-			undoScript.Exec(uctx, n.client, keys[:1], []string{owner})
+			script, ukeys, uargs := b.undo(req.Key, owner)
+			script.Exec(uctx, n.client, ukeys, uargs)
 			cancel()
 		}
 		return r
@@ -267,6 +268,9 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 			break
 		}
 	}
+	// A refusal for a holder queued the waiter; a grant, even one undone
+	// below, took it out of the queue.
+	att.queued = waiter != "" && len(holders) > 0
 	// The lock package counts the lease's deadline from Start, on package
 	// time: give it the start that puts it where this clock's deadline is.
 	result := lock.Result{Owner: owner, Start: b.clock.system(deadline).Add(req.Drift - req.TTL), Handle: att}
@@ -500,25 +504,31 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 // that times out leaves the key until its TTL.
 const releaseTimeouts = 4
 
+// undo returns the script that takes back owner's grant of key, with its
+// keys and arguments. Over several nodes it frees the key silently: a
+// partial grant frees nothing another owner could use, and waking waiters
+// would only make them spin. On a single node the grant held the whole
+// key, and its undo wakes the next waiter as a release does.
+func (b *Backend) undo(key, owner string) (*rueidis.Lua, []string, []string) {
+	if len(b.nodes) == 1 {
+		return undoWakingScript, []string{key, queueKey(key)}, []string{owner, releasedChannel(key), ""}
+	}
+	return undoScript, []string{key}, []string{owner}
+}
+
 // releaseOn deletes the owner's key on nodes, on a context that ctx's end
 // cannot stop, each call within releaseTimeouts node timeouts. It returns
 // once want nodes have deleted it, or need have and one node timeout has
 // passed, or all have answered; the calls it does not wait for run on. It
 // wakes waiters if notify is set: for a release, not for an undo.
 func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner string, notify bool) (released int, errs []error) {
-	keys := []string{key}
-	script, args := undoScript, []string{owner}
-	if notify {
-		if len(b.nodes) == 1 {
-			keys = append(keys, queueKey(key)) // see waiterID
-		}
-		// The release's name tells its copies from several nodes apart;
-		// one node sends one copy, and the name would only cost a string.
-		name := ""
-		if b.quorum > 1 {
-			name = b.releaseName()
-		}
-		script, args = b.releaseLua(), []string{owner, releasedChannel(key), name}
+	script, keys, args := b.undo(key, owner)
+	if notify && len(b.nodes) == 1 {
+		script = b.releaseLua() // the undo's keys and arguments, sent as EVALSHA
+	} else if notify {
+		// The release's name tells its copies from the several nodes
+		// apart.
+		script, keys, args = b.releaseLua(), []string{key}, []string{owner, releasedChannel(key), b.releaseName()}
 	}
 	sent := time.Now()
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {

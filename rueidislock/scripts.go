@@ -98,7 +98,15 @@ return 0
 // out of the queue: that waiter alone wakes. Otherwise the message is
 // ARGV[3], the name of the release, the same on every node, so that a
 // waiter wakes once per release however many nodes announce it.
-var releaseScript = rueidis.NewLuaScript(`
+var releaseScript = rueidis.NewLuaScript(releaseLua)
+
+// undoWakingScript is releaseScript sent as EVAL, for the undo of an
+// attempt on a single node (see undoScript for why EVAL): there the grant
+// held the whole key, and freeing it must wake the next waiter.
+var undoWakingScript = rueidis.NewLuaScriptNoSha(releaseLua)
+
+// releaseLua is the body of releaseScript.
+const releaseLua = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
 	local next = KEYS[2] and redis.call('LPOP', KEYS[2])
@@ -110,7 +118,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return 1
 end
 return 0
-`)
+`
 
 // enqueueScript puts the waiter ARGV[1] at the end of the queue KEYS[2] of
 // the lock key KEYS[1], unless it is in it already, and keeps the queue
@@ -125,4 +133,21 @@ if not redis.call('LPOS', KEYS[2], ARGV[1]) then
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
+`)
+
+// dequeueScript takes the waiter ARGV[1] out of the queue KEYS[2] of the
+// lock key KEYS[1]. If it was not there and the key is free, a release
+// took it out to wake it, which was in vain as it is leaving: the script
+// announces the release again on the channel ARGV[2], naming the next
+// waiter, as releaseScript does.
+var dequeueScript = rueidis.NewLuaScript(`
+if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 and not redis.call('GET', KEYS[1]) then
+	local next = redis.call('LPOP', KEYS[2])
+	if next then
+		redis.call('PUBLISH', ARGV[2], '\0' .. next)
+	else
+		redis.call('PUBLISH', ARGV[2], '')
+	end
+end
+return 0
 `)
