@@ -258,6 +258,7 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 			down[i] = err != nil
 		}
 		if err := checkPolicies(b.nodes, down); err != nil {
+			b.stop()
 			b.closeClients()
 			return nil, err
 		}
