@@ -24,8 +24,11 @@ func testGoroutines(s *suite) {
 	s.release(s.acquire(s.ctx, m, k, lock.WithAutoExtend(false)))
 	h := s.acquire(s.ctx, m, k)
 	s.expectHeld(m, k)
+	// Counted before the waiter starts: its attempt may fail before the
+	// count would otherwise be read, and the wait would be for one more.
+	failed := hk.failureCount(k)
 	warm := goAcquire(s.ctx, m, k, nil, s.wakeOpts()...)
-	s.await(hk.failedAttempts(k, hk.failureCount(k)+1), "warm-up waiter's first attempt")
+	s.await(hk.failedAttempts(k, failed+1), "warm-up waiter's first attempt")
 	s.release(h)
 	if r, ok := s.awaitResult(warm, "warm-up waiter"); ok && r.err == nil {
 		s.release(r.l)
