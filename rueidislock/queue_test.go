@@ -51,6 +51,36 @@ func heldOnOneNode(t *testing.T, key string) (*redistest.Server, []string, *lock
 	return servers[0], addrs, l
 }
 
+// served starts an Acquire of key on m that only a wake-up can serve (its
+// retry delay is a minute) and that releases at once; its outcome arrives
+// on the channel.
+func served(m *lock.Mutex, key string) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		ctx := context.Background()
+		l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	return got
+}
+
+// expectServed fails the test unless the Acquire of served succeeds
+// within 5 s; failure says what went wrong.
+func expectServed(t *testing.T, got <-chan error, failure string) {
+	t.Helper()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal(failure)
+	}
+}
+
 // TestQueueWakesOneWaiter checks that on a single node a release wakes one
 // waiter, the one that has waited longest, and no other: four waiters, each
 // with a backend of its own as a process would have, are served in the
@@ -123,14 +153,7 @@ func TestQueueWaiterLeaves(t *testing.T) {
 		left <- err
 	}()
 	waitQueued(t, s, key, 1)
-	got := make(chan error, 1)
-	go func() {
-		l, err := stay.Acquire(ctx, key, lock.WithDelay(time.Minute))
-		if err == nil {
-			err = l.Release(ctx)
-		}
-		got <- err
-	}()
+	got := served(stay, key)
 	waitQueued(t, s, key, 2)
 
 	cancel()
@@ -141,14 +164,7 @@ func TestQueueWaiterLeaves(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the waiter left in the queue was not woken by the release")
-	}
+	expectServed(t, got, "the waiter left in the queue was not woken by the release")
 }
 
 // TestQueueOnlyOnSingleNode checks that over several nodes no queue is
@@ -163,14 +179,7 @@ func TestQueueOnlyOnSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute))
-		if err == nil {
-			err = l.Release(ctx)
-		}
-		got <- err
-	}()
+	got := served(m, key)
 	// The waiter is subscribed once every node counts a subscriber.
 	channel := "leaselock:released\x00" + key
 	if !pollUntil(2*time.Second, func() bool {
@@ -226,26 +235,12 @@ func TestQueueGiveUp(t *testing.T) {
 	}
 	waitQueued(t, s, key, 0)
 
-	got := make(chan error, 1)
-	go func() {
-		l, err := waiter.Acquire(ctx, key, lock.WithDelay(time.Minute))
-		if err == nil {
-			err = l.Release(ctx)
-		}
-		got <- err
-	}()
+	got := served(waiter, key)
 	waitQueued(t, s, key, 1)
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the waiter was not woken by the release")
-	}
+	expectServed(t, got, "the waiter was not woken by the release")
 }
 
 // TestQueueCloseLeaves checks that Close takes its waiters out of the
@@ -263,14 +258,7 @@ func TestQueueCloseLeaves(t *testing.T) {
 		closed <- err
 	}()
 	waitQueued(t, s, key, 1)
-	got := make(chan error, 1)
-	go func() {
-		l, err := waiter.Acquire(ctx, key, lock.WithDelay(time.Minute))
-		if err == nil {
-			err = l.Release(ctx)
-		}
-		got <- err
-	}()
+	got := served(waiter, key)
 	waitQueued(t, s, key, 2)
 
 	closing.Close()
@@ -281,14 +269,7 @@ func TestQueueCloseLeaves(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the other client's waiter was not woken by the release")
-	}
+	expectServed(t, got, "the other client's waiter was not woken by the release")
 }
 
 // TestQueueLeaverPassesWake checks the race of a waiter leaving with a
@@ -311,14 +292,7 @@ func TestQueueLeaverPassesWake(t *testing.T) {
 		left <- err
 	}()
 	waitQueued(t, s, key, 1)
-	got := make(chan error, 1)
-	go func() {
-		l, err := waiter.Acquire(ctx, key, lock.WithDelay(time.Minute))
-		if err == nil {
-			err = l.Release(ctx)
-		}
-		got <- err
-	}()
+	got := served(waiter, key)
 	waitQueued(t, s, key, 2)
 
 	if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
@@ -331,12 +305,5 @@ func TestQueueLeaverPassesWake(t *testing.T) {
 	if err := <-left; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the leaving waiter: %v, want context.Canceled", err)
 	}
-	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the next waiter was not woken when the popped waiter left")
-	}
+	expectServed(t, got, "the next waiter was not woken when the popped waiter left")
 }
