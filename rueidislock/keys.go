@@ -55,6 +55,17 @@ func releasedChannel(key string) string {
 	return releasedPrefix + key
 }
 
+// waiterChannel returns the channel of process's waiters of key: a release
+// that wakes one queued waiter announces it there alone, so that only the
+// process waiting hears it, not every process waiting for the key.
+func waiterChannel(key, process string) string {
+	return releasedChannel(key) + waitersMark + process
+}
+
+// waitersMark separates a key's channel from the process that ends a
+// waiter channel; the release script joins them with the same byte.
+const waitersMark = "\x00"
+
 // hasHashTag reports whether key has a Redis Cluster hash tag: a '{' and a
 // later '}' with at least one byte between the first such pair.
 func hasHashTag(key string) bool {

@@ -185,7 +185,7 @@ func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake
 		// The PING answers once the server has taken the subscription:
 		// replies come in order. Both go in one write.
 		res := c.client.DoMulti(ctx,
-			c.client.B().Subscribe().Channel(channel).Build(),
+			c.client.B().Subscribe().Channel(b.channels(channel)...).Build(),
 			c.client.B().Ping().Build())
 		if err := errors.Join(res[0].Error(), res[1].Error()); err != nil {
 			i := missing[k]
@@ -209,6 +209,16 @@ func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake
 	w.busy = nil
 	n.mu.Unlock()
 	return w, wake
+}
+
+// channels returns the channels a watch of channel, a key's, subscribes
+// to: the key's, and on a single node, where releases name the waiter they
+// wake, also this process's waiters' channel of the key (waiterChannel).
+func (b *Backend) channels(channel string) []string {
+	if len(b.nodes) != 1 {
+		return []string{channel}
+	}
+	return []string{channel, channel + b.ownWaiters}
 }
 
 // missingLocked lists the nodes where w has no live subscription and a new
@@ -284,7 +294,7 @@ func (b *Backend) reap() {
 		w.busy = make(chan struct{})
 		for _, c := range w.subs {
 			if c != nil && c.alive() {
-				subs[c] = append(subs[c], channel)
+				subs[c] = append(subs[c], b.channels(channel)...)
 			}
 		}
 	}
@@ -325,7 +335,7 @@ func (b *Backend) onMessage(m rueidis.PubSubMessage) {
 	n := &b.notes
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	w := n.watches[m.Channel]
+	w := n.watches[strings.TrimSuffix(m.Channel, b.ownWaiters)]
 	if w == nil {
 		return
 	}
@@ -568,11 +578,15 @@ func (b *Backend) Leave(ctx context.Context, req lock.Request) {
 // that one, where waking every waiter would have all but one fail. Over
 // several nodes, queues could name different waiters, none heard from a
 // majority, so releases wake every process's oldest waiter instead.
+//
+// The name is the Backend's id, a colon, and when the wait began: the
+// release script reads the process from it, and wakes the waiter on its
+// process's channel (waiterChannel).
 func (b *Backend) waiterID(req *lock.Request) string {
 	if len(b.nodes) != 1 || req.Since.IsZero() {
 		return ""
 	}
-	return b.id + strconv.FormatInt(req.Since.UnixNano(), 36)
+	return b.id + ":" + strconv.FormatInt(req.Since.UnixNano(), 36)
 }
 
 // dequeue takes waiter id out of key's queue on the single node, in the

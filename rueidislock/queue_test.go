@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/leaselock/lock"
 	"github.com/leaselock/lock/internal/redistest"
 	"github.com/leaselock/lock/rueidislock"
@@ -306,4 +308,81 @@ func TestQueueLeaverPassesWake(t *testing.T) {
 		t.Fatalf("the leaving waiter: %v, want context.Canceled", err)
 	}
 	expectServed(t, got, "the next waiter was not woken when the popped waiter left")
+}
+
+// TestQueueWakesOnlyItsProcess checks that a release that wakes a queued
+// waiter tells that waiter's process alone, on the process's channel of the
+// key, so that the other processes waiting for the key are not woken for
+// nothing; a release with nobody queued tells every process, on the key's
+// channel. A subscriber to every channel of the package watches two
+// waiters of two backends served in turn.
+func TestQueueWakesOnlyItsProcess(t *testing.T) {
+	const key = "queue:targeted"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+
+	watcher, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	wctx, stop := context.WithCancel(ctx)
+	received := make(chan rueidis.PubSubMessage, 16)
+	watching := make(chan error, 1)
+	go func() {
+		watching <- watcher.Receive(wctx, watcher.B().Psubscribe().Pattern("leaselock:released*").Build(),
+			func(m rueidis.PubSubMessage) { received <- m })
+	}()
+	defer func() { stop(); <-watching }()
+	if !pollUntil(2*time.Second, func() bool { n, _ := s.Do("PUBSUB", "NUMPAT").AsInt64(); return n > 0 }) {
+		t.Fatal("the watching subscriber did not subscribe")
+	}
+
+	first, second := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer first.Close()
+	defer second.Close()
+	got1 := served(first, key)
+	waitQueued(t, s, key, 1)
+	got2 := served(second, key)
+	waitQueued(t, s, key, 2)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectServed(t, got1, "the first waiter was not woken")
+	expectServed(t, got2, "the second waiter was not woken")
+
+	// Three releases: two wake a waiter each, the last wakes nobody.
+	keyChannel := "leaselock:released\x00" + key
+	processes := map[string]bool{}
+	for i := range 3 {
+		var m rueidis.PubSubMessage
+		select {
+		case m = <-received:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("release %d: no announcement heard", i+1)
+		}
+		waiter, named := strings.CutPrefix(m.Message, "\x00")
+		if i == 2 {
+			if named || m.Channel != keyChannel {
+				t.Errorf("release with nobody queued: %q on %q, want a release name on the key's channel %q", m.Message, m.Channel, keyChannel)
+			}
+			continue
+		}
+		process, _, ok := strings.Cut(waiter, ":")
+		if !named || !ok {
+			t.Fatalf("release %d announced %q, want a NUL and a waiter's name, process:wait", i+1, m.Message)
+		}
+		if want := keyChannel + "\x00" + process; m.Channel != want {
+			t.Errorf("release %d named waiter %q on channel %q, want its process's %q", i+1, waiter, m.Channel, want)
+		}
+		processes[process] = true
+	}
+	if len(processes) != 2 {
+		t.Errorf("the two waiters were named for %d processes, want 2", len(processes))
+	}
+	select {
+	case m := <-received:
+		t.Errorf("an announcement more than the releases: %q on %q", m.Message, m.Channel)
+	case <-time.After(50 * time.Millisecond):
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -99,9 +100,9 @@ func (r *replySet) next() reply {
 	return <-r.ch
 }
 
-// fanOut runs call on the nodes listed, each in a goroutine of its own with
-// its own timeout, bounded by until if that is set, and returns where their replies
-// arrive. The channel has room for every reply, so a node that answers
+// fanOut runs call on the nodes listed, each in a goroutine of its own,
+// within timeout, and within until if that is set, and returns where their
+// replies arrive. The channel has room for every reply, so a node that answers
 // after the caller decided never blocks: its goroutine ends within the
 // node timeout.
 func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) replySet {
@@ -109,10 +110,7 @@ func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.
 	if !until.IsZero() && until.Before(end) {
 		end = until
 	}
-	one := func(i int) reply {
-		nctx, cancel := context.WithDeadline(ctx, end)
-		r := call(nctx, i, b.nodes[i])
-		cancel()
+	report := func(i int, r reply) reply {
 		r.node = i
 		if r.err != nil {
 			lock.ReportNodeError(ctx, i, b.nodes[i].addr, r.err) // to the Mutex's Observer, if any
@@ -123,7 +121,10 @@ func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.
 	if len(nodes) == 1 {
 		// The decision waits for this node anyway: spare the goroutine,
 		// whose hand-offs cost more than the call on one node.
-		return replySet{one: one(nodes[0])}
+		nctx, cancel := context.WithDeadline(ctx, end)
+		defer cancel()
+		i := nodes[0]
+		return replySet{one: report(i, call(nctx, i, b.nodes[i]))}
 	}
 	rs := replySet{ch: make(chan reply, len(nodes))}
 	// Close waits for the calls: the lock on closing keeps it from
@@ -138,10 +139,23 @@ func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.
 	}
 	b.calls.Add(len(nodes))
 	b.closing.RUnlock()
+	// One context bounds every call, rather than one each: they share
+	// the deadline, and a timer per node costs more than the calls' other
+	// bookkeeping. The last call to return cancels it.
+	nctx, cancel := context.WithDeadline(ctx, end)
+	var running atomic.Int32
+	running.Store(int32(len(nodes)))
+	returned := func() {
+		if running.Add(-1) == 0 {
+			cancel()
+		}
+	}
 	for _, i := range nodes {
 		go func() { // returns when call does: within the node timeout
 			defer b.calls.Done()
-			rs.ch <- one(i)
+			r := call(nctx, i, b.nodes[i])
+			returned()
+			rs.ch <- report(i, r)
 		}()
 	}
 	return rs

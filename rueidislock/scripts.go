@@ -92,12 +92,14 @@ return 0
 `)
 
 // releaseScript deletes KEYS[1] if it holds ARGV[1], as node-redlock does,
-// and announces the release on the channel ARGV[2] so that waiters wake.
-// If the key's queue of waiters KEYS[2] (given on a single node) holds one,
-// the message is a NUL and the name of the first, whom the release takes
-// out of the queue: that waiter alone wakes. Otherwise the message is
-// ARGV[3], the name of the release, the same on every node, so that a
-// waiter wakes once per release however many nodes announce it.
+// and announces the release so that waiters wake. If the key's queue of
+// waiters KEYS[2] (given on a single node) holds one, the release takes the
+// first out of the queue and wakes it alone: the message, a NUL and the
+// waiter's name, goes to its process's channel (the channel ARGV[2], a NUL
+// and the process part of the name; see waiterChannel). Otherwise the
+// message is ARGV[3], the name of the release, the same on every node, on
+// the channel ARGV[2], so that a waiter wakes once per release however many
+// nodes announce it.
 var releaseScript = rueidis.NewLuaScript(releaseLua)
 
 // undoWakingScript is releaseScript sent as EVAL, for the undo of an
@@ -105,16 +107,28 @@ var releaseScript = rueidis.NewLuaScript(releaseLua)
 // held the whole key, and freeing it must wake the next waiter.
 var undoWakingScript = rueidis.NewLuaScriptNoSha(releaseLua)
 
+// wakeLua defines announce(queue, channel, name), which wakes the first
+// waiter of queue as releaseScript says, or every waiter if queue is nil
+// or empty. A waiter's name is its process's name, a colon, and its own.
+const wakeLua = `
+local function announce(queue, channel, name)
+	local next = queue and redis.call('LPOP', queue)
+	if next then
+		local process = string.match(next, '^([^:]+):')
+		if process then
+			channel = channel .. '\0' .. process
+		end
+		name = '\0' .. next
+	end
+	redis.call('PUBLISH', channel, name)
+end
+`
+
 // releaseLua is the body of releaseScript.
-const releaseLua = `
+const releaseLua = wakeLua + `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
-	local next = KEYS[2] and redis.call('LPOP', KEYS[2])
-	if next then
-		redis.call('PUBLISH', ARGV[2], '\0' .. next)
-	else
-		redis.call('PUBLISH', ARGV[2], ARGV[3])
-	end
+	announce(KEYS[2], ARGV[2], ARGV[3])
 	return 1
 end
 return 0
@@ -140,14 +154,9 @@ return 1
 // took it out to wake it, which was in vain as it is leaving: the script
 // announces the release again on the channel ARGV[2], naming the next
 // waiter, as releaseScript does.
-var dequeueScript = rueidis.NewLuaScript(`
+var dequeueScript = rueidis.NewLuaScript(wakeLua + `
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 and not redis.call('GET', KEYS[1]) then
-	local next = redis.call('LPOP', KEYS[2])
-	if next then
-		redis.call('PUBLISH', ARGV[2], '\0' .. next)
-	else
-		redis.call('PUBLISH', ARGV[2], '')
-	end
+	announce(KEYS[2], ARGV[2], '')
 end
 return 0
 `)
