@@ -53,8 +53,10 @@ type Waiter interface {
 // its attempts, such as its place in a queue on a server. The Mutex calls
 // Leave once when an Acquire that waited ends without a lease (its context
 // ended, its retries ran out, or the Mutex closed), so that a release does
-// not go to a waiter that is gone while others sleep. req is the request of
-// its last attempt.
+// not go to a waiter that is gone while others sleep, and so that a key a
+// backend handed over to the waiter meanwhile is freed before Acquire
+// returns. req is the request of its last attempt. A Backend that wraps a
+// Leaver must pass Leave on.
 type Leaver interface {
 	Leave(ctx context.Context, req Request)
 }

@@ -186,6 +186,14 @@ type hookWaiter struct {
 	w lock.Waiter
 }
 
+// Leave passes a waiter's leaving on to a backend that keeps something for
+// it between attempts, as the Mutex would without the hooks.
+func (b *hookWaiter) Leave(ctx context.Context, req lock.Request) {
+	if lv, ok := b.w.(lock.Leaver); ok {
+		lv.Leave(ctx, req)
+	}
+}
+
 func (b *hookWaiter) Wait(ctx context.Context, req lock.Request, d time.Duration) (lock.Result, error) {
 	// A wait is an attempt too: it takes the key if it is free.
 	b.h.attempted(req.Key, false)

@@ -14,3 +14,6 @@ func (b *Backend) Waiting() int {
 	}
 	return n
 }
+
+// RegistrationsKey is registrationsKey, for the tests of hand-overs.
+var RegistrationsKey = registrationsKey

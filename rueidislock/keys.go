@@ -19,6 +19,10 @@ const (
 	// queueMark and queueSlot do the same for the queue of waiters.
 	queueMark = "\x00queue"
 	queueSlot = "\x00queue:s\x00"
+	// registrationsMark and registrationsSlot do the same for the waiters
+	// registered for a hand-over.
+	registrationsMark = "\x00handover"
+	registrationsSlot = "\x00handover:s\x00"
 	// releasedPrefix starts the channel a release is announced on.
 	releasedPrefix = "leaselock:released\x00"
 )
@@ -32,6 +36,19 @@ func fenceKey(key string) string { return internalKey(key, fenceMark, fenceSlot)
 // queueKey returns the name of the list of key's waiters, named as
 // fenceKey names the counter.
 func queueKey(key string) string { return internalKey(key, queueMark, queueSlot) }
+
+// registrationsKey returns the name of the hash of key's waiters
+// registered for a hand-over, named as fenceKey names the counter.
+func registrationsKey(key string) string {
+	return internalKey(key, registrationsMark, registrationsSlot)
+}
+
+// singleNodeKeys returns the keys of the scripts that release key on a
+// single node, and so may serve its next waiter: the key, its queue, its
+// registrations and its fencing counter.
+func singleNodeKeys(key string) []string {
+	return []string{key, queueKey(key), registrationsKey(key), fenceKey(key)}
+}
 
 // internalKey returns the name of one of key's internal keys, told apart
 // from the others by mark (or, for a key with a lone '{', by slotMark).

@@ -105,8 +105,15 @@ type watch struct {
 
 // waiting is one waiter of a watch.
 type waiting struct {
-	wake chan struct{}
+	wake chan wakeUp
 	id   string // its name in the key's queue on the node, if it has one
+}
+
+// wakeUp is what wakes a waiter: a release, which may have handed the key
+// over to the waiter (see handover.go).
+type wakeUp struct {
+	token  uint64 // the hand-over's fencing token; 0 for a plain wake-up
+	digest string // the digest of the value the key was handed over with
 }
 
 // namedWake is a release that named one of this process's waiters.
@@ -126,7 +133,7 @@ type heardRelease struct {
 // subscriptions stand, or failed, each within the node timeout. wake
 // receives at a release heard after that. The caller must call unwatch
 // when it stops waiting. It returns a nil watch after Close.
-func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake chan struct{}) {
+func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake chan wakeUp) {
 	n := &b.notes
 	n.mu.Lock()
 	for {
@@ -157,7 +164,7 @@ func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake
 		n.mu.Lock()
 	}
 	w.refs++
-	wake = make(chan struct{}, 1)
+	wake = make(chan wakeUp, 1)
 	w.queue = append(w.queue, waiting{wake: wake, id: id})
 	missing := b.missingLocked(w)
 	if len(missing) == 0 {
@@ -241,7 +248,7 @@ func (b *Backend) missingLocked(w *watch) []int {
 
 // unwatch ends the caller's wait on w. The subscriptions stay for linger,
 // for the next waiter.
-func (b *Backend) unwatch(w *watch, wake chan struct{}) {
+func (b *Backend) unwatch(w *watch, wake chan wakeUp) {
 	n := &b.notes
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -341,14 +348,16 @@ func (b *Backend) onMessage(m rueidis.PubSubMessage) {
 	}
 	if id, named := strings.CutPrefix(m.Message, "\x00"); named {
 		// The release woke the waiter first in the node's queue.
-		if !strings.HasPrefix(id, b.id) {
-			return // another process's
-		}
-		copy(w.named[1:], w.named[:len(w.named)-1])
-		w.named[0] = namedWake{id: id, at: time.Now()}
-		if i := slices.IndexFunc(w.queue, func(q waiting) bool { return q.id == id }); i >= 0 {
-			w.queue[i].wake <- struct{}{}
-			w.queue = slices.Delete(w.queue, i, i+1)
+		w.wakeNamed(b.id, id, wakeUp{})
+		return
+	}
+	if handed, ok := strings.CutPrefix(m.Message, "\x01"); ok {
+		// The release handed the key over to the waiter first in the
+		// node's queue: "token digest name".
+		token, rest, _ := strings.Cut(handed, " ")
+		digest, id, _ := strings.Cut(rest, " ")
+		if t, err := strconv.ParseUint(token, 10, 64); err == nil && t > 0 {
+			w.wakeNamed(b.id, id, wakeUp{token: t, digest: digest})
 		}
 		return
 	}
@@ -376,8 +385,23 @@ func (b *Backend) onMessage(m rueidis.PubSubMessage) {
 // wakeOldest wakes the waiter that has waited longest, if any.
 func (w *watch) wakeOldest() {
 	if len(w.queue) > 0 {
-		w.queue[0].wake <- struct{}{}
+		w.queue[0].wake <- wakeUp{}
 		w.queue = w.queue[1:]
+	}
+}
+
+// wakeNamed wakes the waiter id, named by a release, with up, if it is one
+// of the waiters of the process named process, and remembers the wake-up
+// for namedSince: the waiter may be between two waits.
+func (w *watch) wakeNamed(process, id string, up wakeUp) {
+	if !strings.HasPrefix(id, process) {
+		return // another process's
+	}
+	copy(w.named[1:], w.named[:len(w.named)-1])
+	w.named[0] = namedWake{id: id, at: time.Now()}
+	if i := slices.IndexFunc(w.queue, func(q waiting) bool { return q.id == id }); i >= 0 {
+		w.queue[i].wake <- up
+		w.queue = slices.Delete(w.queue, i, i+1)
 	}
 }
 
@@ -545,7 +569,18 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
 		}
-	} else if id != "" && !att.queued {
+	}
+	var reg *registration
+	switch {
+	case id == "":
+	case b.handsOver():
+		// Register for a hand-over, which queues the waiter too, unless
+		// the key is free.
+		var free bool
+		if reg, free = b.register(ctx, &req, id, d); free {
+			return next, nil
+		}
+	case ok && !att.queued:
 		// The last attempt was refused before the caller began to wait,
 		// so it did not queue: queue now, unless the key is free.
 		if b.enqueue(ctx, req.Key, id, req.TTL) {
@@ -555,7 +590,10 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-wake:
+	case up := <-wake:
+		if reg != nil && up.token != 0 && up.digest == reg.digest {
+			return reg.grant(up.token), nil
+		}
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -566,8 +604,19 @@ var _ lock.Leaver = (*Backend)(nil)
 
 // Leave takes a waiter that gives up out of the key's queue on a single
 // node, or the next release would wake nobody while others sleep.
+//
+// Where releases hand keys over, one may have handed the key to this
+// waiter: Leave then frees it before it returns, since an Acquire that
+// fails must hold nothing.
 func (b *Backend) Leave(ctx context.Context, req lock.Request) {
-	if id := b.waiterID(&req); id != "" {
+	id := b.waiterID(&req)
+	switch {
+	case id == "":
+	case b.handsOver():
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout*releaseTimeouts)
+		defer cancel()
+		b.leaveQueue(ctx, req.Key, id)
+	default:
 		b.dequeue(ctx, req.Key, id)
 	}
 }
@@ -610,7 +659,7 @@ func (b *Backend) dequeue(ctx context.Context, key, id string) {
 
 // leaveQueue runs dequeueScript for waiter id of key on the single node.
 func (b *Backend) leaveQueue(ctx context.Context, key, id string) {
-	dequeueScript.Exec(ctx, b.nodes[0].client, []string{key, queueKey(key)}, []string{id, releasedChannel(key)})
+	dequeueScript.Exec(ctx, b.nodes[0].client, singleNodeKeys(key), []string{id, releasedChannel(key)})
 }
 
 // leaveQueues takes the waiters still queued out of their keys' queues on

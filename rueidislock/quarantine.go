@@ -42,18 +42,18 @@ const (
 )
 
 // quarantineAcquireScript is acquireScript behind a node's quarantine:
-// KEYS[4] and KEYS[5] are the birth mark and the repair mark, ARGV[5] the
+// KEYS[5] and KEYS[6] are the birth mark and the repair mark, ARGV[5] the
 // quarantine in milliseconds. A quarantined node answers {-1, counter, 0,
 // 0} and sets nothing but its birth mark.
 var quarantineAcquireScript = rueidis.NewLuaScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local birth = redis.call('GET', KEYS[4])
+local birth = redis.call('GET', KEYS[5])
 if not birth then
 	birth = tostring(now)
-	redis.call('SET', KEYS[4], birth)
+	redis.call('SET', KEYS[5], birth)
 end
-if now - tonumber(birth) < tonumber(ARGV[5]) or redis.call('GET', KEYS[5]) ~= birth then
+if now - tonumber(birth) < tonumber(ARGV[5]) or redis.call('GET', KEYS[6]) ~= birth then
 	return {-1, redis.call('GET', KEYS[2]) or '0', 0, 0}
 end
 ` + acquireLua)

@@ -23,6 +23,7 @@ import (
 type attempt struct {
 	start  time.Time // when the attempt was sent, for Wait
 	queued bool      // whether a refusal put the waiter in the key's queue
+	waiter string    // for a hand-over's grant: the registration it came from
 
 	mu    sync.Mutex
 	over  bool
@@ -203,22 +204,18 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	sent := b.clock.now()
 	start := b.clock.system(sent)
 	deadline := sent.Add(req.TTL - req.Drift)
-	proposed := b.clock.wall()
-	if b.proposalClock != nil {
-		proposed = b.proposalClock()
-	}
-	proposal := strconv.FormatInt(proposed.UnixMicro(), 10)
+	proposal := b.proposal()
 	script := acquireScript
 	waiter := b.waiterID(&req)
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter}
 	if waiter != "" {
-		keys = append(keys, queueKey(req.Key))
+		keys = append(keys, queueKey(req.Key), registrationsKey(req.Key))
 	}
 	if q := b.quarantine.after; q > 0 {
 		script = quarantineAcquireScript
 		if waiter == "" {
-			keys = append(keys, queueKey(req.Key)) // unused, in its place
+			keys = append(keys, queueKey(req.Key), registrationsKey(req.Key)) // unused, in their place
 		}
 		keys = append(keys, birthKey, repairedKey)
 		args = append(args, strconv.FormatInt(q.Milliseconds(), 10))
@@ -315,7 +312,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// undo of those that failed runs on, within the node timeout, since a
 	// node that failed once is likely to fail again, slowly.
 	if undo, held := att.end(); len(undo) > 0 && !b.knobs.noUndo {
-		b.releaseOn(ctx, undo, held, held, req.Key, owner, false)
+		b.releaseOn(ctx, undo, held, held, req.Key, owner, "", false)
 	}
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
 		if denied(errs) {
@@ -337,6 +334,17 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		result.HolderTTL = splitRetry(owner)
 	}
 	return result, nil
+}
+
+// proposal returns the fencing token to propose: the wall clock in
+// microseconds, which grows across holders even on nodes that lost their
+// counters (see the package documentation).
+func (b *Backend) proposal() string {
+	proposed := b.clock.wall()
+	if b.proposalClock != nil {
+		proposed = b.proposalClock()
+	}
+	return strconv.FormatInt(proposed.UnixMicro(), 10)
 }
 
 // holderVotes is how many nodes one other holder was seen on.
@@ -495,15 +503,16 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 	if b.closed.Load() {
 		return lock.ErrClosed
 	}
-	want := b.quorum
+	want, waiter := b.quorum, ""
 	if att, ok := req.Handle.(*attempt); ok {
+		waiter = att.waiter
 		// A node call of the Acquire still on its way (a NOSCRIPT fallback
 		// sends the script again, a frozen node runs it when it thaws)
 		// undoes its grant itself from now on.
 		_, held := att.end()
 		want = max(want, held)
 	}
-	released, errs := b.releaseOn(ctx, b.all(), b.quorum, want, req.Key, req.Owner, true)
+	released, errs := b.releaseOn(ctx, b.all(), b.quorum, want, req.Key, req.Owner, waiter, true)
 	switch {
 	case released > 0:
 		return nil
@@ -525,7 +534,7 @@ const releaseTimeouts = 4
 // key, and its undo wakes the next waiter as a release does.
 func (b *Backend) undo(key, owner string) (*rueidis.Lua, []string, []string) {
 	if len(b.nodes) == 1 {
-		return undoWakingScript, []string{key, queueKey(key)}, []string{owner, releasedChannel(key), ""}
+		return undoWakingScript, singleNodeKeys(key), []string{owner, releasedChannel(key), "", ""}
 	}
 	return undoScript, []string{key}, []string{owner}
 }
@@ -534,11 +543,14 @@ func (b *Backend) undo(key, owner string) (*rueidis.Lua, []string, []string) {
 // cannot stop, each call within releaseTimeouts node timeouts. It returns
 // once want nodes have deleted it, or need have and one node timeout has
 // passed, or all have answered; the calls it does not wait for run on. It
-// wakes waiters if notify is set: for a release, not for an undo.
-func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner string, notify bool) (released int, errs []error) {
+// wakes waiters if notify is set: for a release, not for an undo. On a
+// single node, waiter names the registration the lease came from, if it
+// came from a hand-over, which the release forgets.
+func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner, waiter string, notify bool) (released int, errs []error) {
 	script, keys, args := b.undo(key, owner)
 	if notify && len(b.nodes) == 1 {
-		script = b.releaseLua() // the undo's keys and arguments, sent as EVALSHA
+		// The undo's keys and arguments, sent as EVALSHA.
+		script, args[3] = b.releaseLua(), waiter
 	} else if notify {
 		// The release's name tells its copies from the several nodes
 		// apart.

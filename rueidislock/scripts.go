@@ -19,8 +19,11 @@ import "github.com/redis/rueidis"
 //
 // ARGV[4], if not empty, names a waiter, which a refusal puts at the end
 // of the key's queue of waiters KEYS[3] (unless it is there already: it
-// keeps its place) and a grant takes out of it. Only a single node keeps
-// a queue; see Backend.waiterID.
+// keeps its place) and a grant takes out of the queue and out of the
+// registrations KEYS[4]. Only a single node keeps a queue; see
+// Backend.waiterID. A key that a release handed over to the waiter's
+// registration (see releaseScript) counts as free for it: the waiter did
+// not take the hand-over, and takes the key now.
 //
 // Counters are compared as Lua numbers, exact below 2^53, and returned as
 // the strings stored: Lua would print a large number in exponent form.
@@ -31,6 +34,12 @@ var acquireScript = rueidis.NewLuaScript(acquireLua)
 const acquireLua = `
 local c = redis.call('GET', KEYS[2]) or '0'
 local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] and ARGV[4] ~= '' and KEYS[4] then
+	local reg = redis.call('HGET', KEYS[4], ARGV[4])
+	if reg and string.match(reg, '^%S+') == cur then
+		cur = nil
+	end
+end
 if cur and cur ~= ARGV[1] then
 	if ARGV[4] ~= '' then
 		if not redis.call('LPOS', KEYS[3], ARGV[4]) then
@@ -42,6 +51,9 @@ if cur and cur ~= ARGV[1] then
 end
 if ARGV[4] ~= '' then
 	redis.call('LREM', KEYS[3], 1, ARGV[4])
+	if KEYS[4] then
+		redis.call('HDEL', KEYS[4], ARGV[4])
+	end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if tonumber(ARGV[3]) > tonumber(c) then
@@ -92,43 +104,87 @@ return 0
 `)
 
 // releaseScript deletes KEYS[1] if it holds ARGV[1], as node-redlock does,
-// and announces the release so that waiters wake. If the key's queue of
-// waiters KEYS[2] (given on a single node) holds one, the release takes the
-// first out of the queue and wakes it alone: the message, a NUL and the
-// waiter's name, goes to its process's channel (the channel ARGV[2], a NUL
-// and the process part of the name; see waiterChannel). Otherwise the
-// message is ARGV[3], the name of the release, the same on every node, on
-// the channel ARGV[2], so that a waiter wakes once per release however many
-// nodes announce it.
+// and announces the release so that waiters wake. Over several nodes it
+// has no other keys, and announces ARGV[3], the name of the release, the
+// same on every node, on the channel ARGV[2], so that a waiter wakes once
+// per release however many nodes announce it.
+//
+// On a single node it takes the first waiter out of the key's queue KEYS[2]
+// and serves it alone (see announce), and it forgets the registration of
+// the releasing waiter ARGV[4], if any, in KEYS[3]; KEYS[4] is the key's
+// fencing counter.
 var releaseScript = rueidis.NewLuaScript(releaseLua)
 
 // undoWakingScript is releaseScript sent as EVAL, for the undo of an
 // attempt on a single node (see undoScript for why EVAL): there the grant
-// held the whole key, and freeing it must wake the next waiter.
+// held the whole key, and freeing it must serve the next waiter.
 var undoWakingScript = rueidis.NewLuaScriptNoSha(releaseLua)
 
-// wakeLua defines announce(queue, channel, name), which wakes the first
-// waiter of queue as releaseScript says, or every waiter if queue is nil
-// or empty. A waiter's name is its process's name, a colon, and its own.
-const wakeLua = `
-local function announce(queue, channel, name)
-	local next = queue and redis.call('LPOP', queue)
-	if next then
-		local process = string.match(next, '^([^:]+):')
-		if process then
-			channel = channel .. '\0' .. process
+// announceLua defines announce(key, queue, registrations, fence, channel,
+// name), which serves the first waiter of queue once key is free.
+//
+// A waiter's name is its process's name, a colon, and its own; it is
+// woken alone, with a message on its process's channel (channel, a NUL,
+// and the process; see waiterChannel). If it registered for a hand-over
+// (see registerScript) in the hash registrations, and the registration
+// has not expired, announce gives it the key: it sets key to the
+// registered value for the registered TTL, raises fence past the counter
+// as an attempt would, and sends the waiter a message of 0x01, the token,
+// a space, a digest of the value, a space, and the waiter's name. The
+// registration stays until the waiter releases the key, takes it with an
+// attempt, or leaves. An expired registration is dropped with its waiter,
+// who will come back to the end of the queue if it is still there. A
+// waiter with no registration gets a NUL and its name.
+//
+// With nobody queued, or no queue, the message is name, on channel.
+const announceLua = `
+local function announce(key, queue, registrations, fence, channel, name)
+	local now
+	while queue do
+		local next = redis.call('LPOP', queue)
+		if not next then
+			break
 		end
-		name = '\0' .. next
+		local process = string.match(next, '^([^:]+):')
+		local target = channel
+		if process then
+			target = channel .. '\0' .. process
+		end
+		local reg = registrations and redis.call('HGET', registrations, next)
+		if not reg then
+			redis.call('PUBLISH', target, '\0' .. next)
+			return
+		end
+		local value, ttl, proposal, expires = string.match(reg, '^(%S+) (%d+) (%d+) (%d+)$')
+		if not now then
+			local t = redis.call('TIME')
+			now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+		end
+		if value and tonumber(expires) > now then
+			redis.call('SET', key, value, 'PX', ttl)
+			local token = proposal
+			local c = redis.call('GET', fence) or '0'
+			if tonumber(proposal) <= tonumber(c) then
+				token = string.format('%.0f', tonumber(c) + 1)
+			end
+			redis.call('SET', fence, token)
+			redis.call('PUBLISH', target, '\1' .. token .. ' ' .. string.sub(redis.sha1hex(value), 1, 16) .. ' ' .. next)
+			return
+		end
+		redis.call('HDEL', registrations, next)
 	end
 	redis.call('PUBLISH', channel, name)
 end
 `
 
 // releaseLua is the body of releaseScript.
-const releaseLua = wakeLua + `
+const releaseLua = announceLua + `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
-	announce(KEYS[2], ARGV[2], ARGV[3])
+	if KEYS[3] and ARGV[4] ~= '' then
+		redis.call('HDEL', KEYS[3], ARGV[4])
+	end
+	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3])
 	return 1
 end
 return 0
@@ -149,14 +205,51 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 `)
 
+// registerScript is enqueueScript for a waiter that will take the key by
+// hand-over (see announce): it also registers, in the hash KEYS[3], under
+// the waiter's name ARGV[1], the value ARGV[2] to set the key to, for
+// ARGV[3] milliseconds, with ARGV[4] as its fencing proposal, for the next
+// ARGV[5] milliseconds, by which time the waiter registers again or makes
+// an attempt. It answers 0, registering nothing, when the key is free or
+// already handed over to the waiter's last registration: the waiter should
+// make an attempt, which takes it.
+var registerScript = rueidis.NewLuaScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+	return 0
+end
+local reg = redis.call('HGET', KEYS[3], ARGV[1])
+if reg and string.match(reg, '^%S+') == cur then
+	return 0
+end
+if not redis.call('LPOS', KEYS[2], ARGV[1]) then
+	redis.call('RPUSH', KEYS[2], ARGV[1])
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. string.format('%.0f', now + tonumber(ARGV[5])))
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return 1
+`)
+
 // dequeueScript takes the waiter ARGV[1] out of the queue KEYS[2] of the
-// lock key KEYS[1]. If it was not there and the key is free, a release
-// took it out to wake it, which was in vain as it is leaving: the script
-// announces the release again on the channel ARGV[2], naming the next
-// waiter, as releaseScript does.
-var dequeueScript = rueidis.NewLuaScript(wakeLua + `
-if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 0 and not redis.call('GET', KEYS[1]) then
-	announce(KEYS[2], ARGV[2], '')
+// lock key KEYS[1], and forgets its registration in KEYS[3]. If a release
+// handed the key over to that registration, the script frees the key; if
+// a release took the waiter out of the queue to wake it, and the key is
+// free, that was in vain as the waiter is leaving. Either way it serves
+// the next waiter on the channel ARGV[2], as releaseScript does; KEYS[4]
+// is the fencing counter.
+var dequeueScript = rueidis.NewLuaScript(announceLua + `
+local queued = redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0
+local reg = redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+local cur = redis.call('GET', KEYS[1])
+if cur and reg and string.match(reg, '^%S+') == cur then
+	redis.call('DEL', KEYS[1])
+	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], '')
+elseif not cur and not queued then
+	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], '')
 end
 return 0
 `)

@@ -41,6 +41,9 @@ import (
 //   - rpush, lpos, lrem, lpop: the queue of waiters on a single node
 //     (rpush and lpos when a waiter queues, lrem when it is served or
 //     leaves, lpop on a release);
+//   - hset, hget, hdel, time: hand-overs on a single node (hset and time
+//     when a waiter registers, hget on a release, which reads the clock
+//     too, and hdel when the registration is spent);
 //   - subscribe, unsubscribe, ping: the notifier's connection (the PING
 //     after SUBSCRIBE; without ping, unsubscribe the backend still works
 //     but the denials fill ACL LOG, and channels stay subscribed).
@@ -53,6 +56,7 @@ var lockerCommands = []string{"-@all",
 	"+evalsha", "+eval",
 	"+get", "+set", "+pttl", "+pexpire", "+del", "+publish",
 	"+rpush", "+lpos", "+lrem", "+lpop",
+	"+hset", "+hget", "+hdel", "+time",
 	"+subscribe", "+unsubscribe", "+ping",
 }
 
@@ -191,7 +195,8 @@ func TestACLLeastPrivilege(t *testing.T) {
 	l.Release(ctx)
 
 	// On a single node, waiters queue (the list beside the key, under
-	// the key's pattern) and a release wakes the first of them.
+	// the key's pattern) and a release hands the key over to the first of
+	// them.
 	solo := lock.New(dial(t, urls[:1]), lock.WithTTL(faultTTL))
 	defer solo.Close()
 	if l, err = solo.Acquire(ctx, "app:solo"); err != nil {

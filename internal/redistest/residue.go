@@ -26,6 +26,8 @@ import (
 //	{tag}\x00fence:s\x00key       counter of any other key
 //	key\x00queue...               the list of key's waiters, named as its
 //	                              counter is; it expires as a lock key does
+//	key\x00handover...            the hash of key's waiters registered for a
+//	                              hand-over, named and expiring as the list
 //	leaselock\x00birth            quarantine marks, one of each per node
 //	leaselock\x00repaired
 //
@@ -43,6 +45,8 @@ const (
 	fenceSlot = "\x00fence:s\x00"
 	queueMark = "\x00queue"
 	queueSlot = "\x00queue:s\x00"
+	handMark  = "\x00handover"
+	handSlot  = "\x00handover:s\x00"
 	birthMark = "leaselock\x00birth"
 	repairKey = "leaselock\x00repaired"
 )
@@ -262,7 +266,7 @@ type nameKind uint8
 const (
 	lockKey    nameKind = iota // a lock's own key: no NUL byte
 	counterKey                 // a fencing counter
-	queueKey                   // a list of a lock's waiters
+	queueKey                   // a list of a lock's waiters, or their registrations
 	markKey                    // a quarantine mark
 	unknownKey                 // an internal name of no known form
 )
@@ -280,6 +284,9 @@ func classifyName(key string) (nameKind, string) {
 		return counterKey, name
 	}
 	if name, ok := internalName(key, queueMark, queueSlot); ok {
+		return queueKey, name
+	}
+	if name, ok := internalName(key, handMark, handSlot); ok {
 		return queueKey, name
 	}
 	return unknownKey, ""

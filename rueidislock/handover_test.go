@@ -1,0 +1,227 @@
+package rueidislock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/leaselock/lock"
+	"github.com/leaselock/lock/internal/redistest"
+	"github.com/leaselock/lock/rueidislock"
+)
+
+// scriptCalls returns how many scripts s has run since it started: an
+// EVALSHA refused with NOSCRIPT, and sent again as EVAL, counts once.
+func scriptCalls(t *testing.T, s *redistest.Server) int64 {
+	return infoField(t, s, "commandstats", "cmdstat_evalsha", "calls") -
+		infoField(t, s, "commandstats", "cmdstat_evalsha", "failed_calls") +
+		infoField(t, s, "commandstats", "cmdstat_eval", "calls")
+}
+
+// registered returns the waiters registered for a hand-over of key on s,
+// by name, with their registrations.
+func registered(t *testing.T, s *redistest.Server, key string) map[string]string {
+	t.Helper()
+	m, err := s.Do("HGETALL", rueidislock.RegistrationsKey(key)).AsStrMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitRegistered waits until n waiters of key are registered on s, and
+// returns their registrations.
+func waitRegistered(t *testing.T, s *redistest.Server, key string, n int) map[string]string {
+	t.Helper()
+	var regs map[string]string
+	if !pollUntil(2*time.Second, func() bool { regs = registered(t, s, key); return len(regs) == n }) {
+		t.Fatalf("%d waiters of %q registered for a hand-over, want %d", len(regs), key, n)
+	}
+	return regs
+}
+
+// handOverByHand plays a release that hands key over to the registration
+// reg and loses its message: the waiter is never told.
+func handOverByHand(t *testing.T, s *redistest.Server, key, reg string) {
+	t.Helper()
+	var value string
+	var ttl int64
+	if _, err := fmt.Sscanf(reg, "%s %d", &value, &ttl); err != nil {
+		t.Fatalf("registration %q: %v", reg, err)
+	}
+	if err := s.Do("SET", key, value, "PX", strconv.FormatInt(ttl, 10)).Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHandOverSavesAnAttempt checks that on a single node a release hands
+// the key over to the waiter first in the queue: the waiters hold their
+// leases with no attempt of their own after the release, one script per
+// hand-off (the release's) where a wake-up would cost a release and an
+// attempt. The tokens still rise at every hand-off, past a counter that is
+// ahead of the clocks too, and nothing is left behind.
+func TestHandOverSavesAnAttempt(t *testing.T) {
+	const key = "handover:chain"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	ahead := time.Now().Add(time.Hour).UnixMicro()
+	if err := s.Do("SET", rueidislock.FenceKey(key), strconv.FormatInt(ahead, 10)).Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	const waiters = 3
+	leases := make(chan *lock.Lease, waiters)
+	errs := make(chan error, waiters)
+	for i := range waiters {
+		m := lock.New(dial(t, addrs))
+		defer m.Close()
+		go func() {
+			// Only a wake-up or a hand-over serves a minute's delay.
+			l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute), lock.WithJitter(0))
+			if err != nil {
+				errs <- err
+				return
+			}
+			leases <- l
+		}()
+		waitRegistered(t, s, key, i+1)
+	}
+
+	tokens := []uint64{l.Token()}
+	for i := range waiters {
+		before := scriptCalls(t, s)
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case l = <-leases:
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("waiter %d not served 5 s after the release", i)
+		}
+		if n := scriptCalls(t, s) - before; n != 1 {
+			t.Errorf("hand-off %d: %d scripts from the release to the lease, want 1, the release's", i, n)
+		}
+		if err := l.Err(); err != nil {
+			t.Fatalf("hand-off %d: the lease has ended: %v", i, err)
+		}
+		if v, err := s.Do("PTTL", key).AsInt64(); err != nil || v <= 0 {
+			t.Errorf("hand-off %d: the key's PTTL is %d (%v), want the lease's TTL running", i, v, err)
+		}
+		tokens = append(tokens, l.Token())
+		counter, _ := s.Do("GET", rueidislock.FenceKey(key)).AsUint64()
+		if l.Token() <= tokens[len(tokens)-2] || l.Token() != counter {
+			t.Errorf("hand-off %d: token %d after %d, counter %d: want a larger token, stored", i, l.Token(), tokens[len(tokens)-2], counter)
+		}
+	}
+	if tokens[1] != uint64(ahead)+1 {
+		t.Errorf("first hand-over's token %d, want the counter ahead of the clock plus one, %d", tokens[1], ahead+1)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := (redistest.Residue{Match: "handover:*", TTL: lock.DefaultTTL}).Teardown(ctx, []*redistest.Server{s}); err != nil {
+		t.Errorf("O4: %v", err)
+	}
+	if regs := registered(t, s, key); len(regs) != 0 {
+		t.Errorf("registrations left once every waiter was served: %q", regs)
+	}
+}
+
+// TestHandOverTakenByAttempt checks a hand-over whose message is lost: the
+// waiter does not know it holds the key, and its next attempt, after its
+// delay, takes the key it was handed instead of waiting for it to expire.
+func TestHandOverTakenByAttempt(t *testing.T) {
+	const key = "handover:lost"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	m := lock.New(dial(t, addrs))
+	defer m.Close()
+	got := make(chan error, 1)
+	go func() {
+		l, err := m.Acquire(ctx, key, lock.WithDelay(200*time.Millisecond), lock.WithJitter(0))
+		if err == nil {
+			err = l.Release(ctx)
+		}
+		got <- err
+	}()
+	regs := waitRegistered(t, s, key, 1)
+	// The holder's lease goes: its key is handed over by hand.
+	if err := s.Do("DEL", key).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, reg := range regs {
+		handOverByHand(t, s, key, reg)
+	}
+	l.Release(ctx) // finds the key gone; wakes nobody
+	expectServed(t, got, "the waiter did not take the key handed over to it (it expires after the 10 s TTL)")
+}
+
+// TestHandOverToLeaver checks a hand-over to a waiter that leaves before it
+// takes the key: its leaving frees the key and hands it to the next waiter.
+func TestHandOverToLeaver(t *testing.T) {
+	const key = "handover:leaver"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	leaver, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer leaver.Close()
+	defer waiter.Close()
+
+	lctx, cancel := context.WithCancel(ctx)
+	left := make(chan error, 1)
+	go func() {
+		_, err := leaver.Acquire(lctx, key, lock.WithDelay(time.Minute))
+		left <- err
+	}()
+	regs := waitRegistered(t, s, key, 1)
+	got := served(waiter, key)
+	waitRegistered(t, s, key, 2)
+
+	if err := s.Do("DEL", key).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, reg := range regs {
+		handOverByHand(t, s, key, reg)
+	}
+	if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
+		t.Fatal(err)
+	}
+	l.Release(ctx) // finds the key gone
+	cancel()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the leaving waiter: %v, want context.Canceled", err)
+	}
+	expectServed(t, got, "the key handed over to the waiter that left was not passed on to the next")
+}
+
+// TestHandOverSkipsExpired checks that a release hands nothing over to a
+// registration that has expired, whose waiter is gone or has stopped
+// waiting, and serves the next waiter instead.
+func TestHandOverSkipsExpired(t *testing.T) {
+	const key = "handover:expired"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	m := lock.New(dial(t, addrs))
+	defer m.Close()
+	const gone = "0123456789abcdef:gone"
+	if err := s.Do("RPUSH", rueidislock.QueueKey(key), gone).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// Registered at the epoch, for a millisecond.
+	if err := s.Do("HSET", rueidislock.RegistrationsKey(key), gone, "deadvalue 10000 1 1").Error(); err != nil {
+		t.Fatal(err)
+	}
+	got := served(m, key)
+	waitRegistered(t, s, key, 2)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectServed(t, got, "the waiter behind an expired registration was not served")
+	if v, _ := s.Do("GET", key).ToString(); v == "deadvalue" {
+		t.Error("the key was handed over to the expired registration")
+	}
+}
