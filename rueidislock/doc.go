@@ -34,18 +34,39 @@
 // compare-and-delete); an extension counts only with a majority before the
 // lease's deadline, and never sets a key that is gone. A release publishes
 // on a channel of the key, and waiters subscribed to it wake. On a single
-// node, waiters also queue in a list beside the key, and the release wakes
-// the first of them and no other, in whatever process it waits: the others
-// would only fail to get the key. Over several nodes, whose queues could
-// disagree, each process's longest waiter wakes once a majority announced
-// the release. A waiter that gives up leaves the queue (lock.Leaver), as do
-// those of a closing Backend; one that a release woke as it left passes the
-// wake-up on. Only a process that dies while queued leaves its name there:
-// the release that reaches it wakes nobody, and the others try again at
-// their retry delay, until the queue expires with the attempt's TTL.
+// node, waiters also queue in a list beside the key, and the release serves
+// the first of them and no other, in whatever process it waits, with a
+// message on that process's channel alone: the others would only fail to
+// get the key. Over several nodes, whose queues could disagree, each
+// process's longest waiter wakes once a majority announced the release. A
+// waiter that gives up leaves the queue (lock.Leaver), as do those of a
+// closing Backend; one that a release served as it left passes the key or
+// the wake-up on. Only a process that dies while queued leaves its name
+// there: the release that reaches it serves nobody, and the others try
+// again at their retry delay, until the queue expires with the attempt's
+// TTL.
+//
+// # Hand-over on a single node
+//
+// Without WithQuarantine, a waiter on a single node registers, in a hash
+// beside the queue, the value it would set, its TTL and its fencing
+// proposal, and the release hands the key over: it sets the key to that
+// value, raises the counter as an attempt would, and sends the waiter the
+// token. The waiter holds the lease with no attempt of its own, one round
+// trip sooner. Its validity counts from when it sent the registration,
+// which the node received before it could set the key, so the lease still
+// ends before the key can. A waiter that misses the message takes the key
+// with its next attempt (the script knows the value handed over to it); a
+// waiter that leaves frees a key handed over to it before its Acquire
+// returns. A registration expires when its waiter would have made its next
+// attempt anyway (its retry delay plus a node timeout, at most half the
+// TTL), and a release skips an expired one. A process that dies within
+// that time before a release is handed the key, which then stays until its
+// TTL, as the key of a holder that dies does.
 //
 // The ACL rights the backend needs are in the README: the queue adds
-// RPUSH, LPOS, LREM and LPOP, all on keys that start with the lock's key.
+// RPUSH, LPOS, LREM and LPOP, and the hand-over HSET, HGET, HDEL and TIME,
+// all on keys that start with the lock's key.
 //
 // # Fencing tokens
 //

@@ -198,30 +198,36 @@ func TestHandOverToLeaver(t *testing.T) {
 	expectServed(t, got, "the key handed over to the waiter that left was not passed on to the next")
 }
 
-// TestHandOverSkipsExpired checks that a release hands nothing over to a
-// registration that has expired, whose waiter is gone or has stopped
-// waiting, and serves the next waiter instead.
-func TestHandOverSkipsExpired(t *testing.T) {
+// TestHandOverExpired checks that a release hands nothing over to a
+// registration that has expired, which could belong to a waiter that is
+// gone, and wakes its waiter instead, which takes the key with an attempt
+// of its own.
+func TestHandOverExpired(t *testing.T) {
 	const key = "handover:expired"
 	s, addrs, l := heldOnOneNode(t, key)
 	ctx := context.Background()
 	m := lock.New(dial(t, addrs))
 	defer m.Close()
-	const gone = "0123456789abcdef:gone"
-	if err := s.Do("RPUSH", rueidislock.QueueKey(key), gone).Error(); err != nil {
-		t.Fatal(err)
-	}
-	// Registered at the epoch, for a millisecond.
-	if err := s.Do("HSET", rueidislock.RegistrationsKey(key), gone, "deadvalue 10000 1 1").Error(); err != nil {
-		t.Fatal(err)
-	}
 	got := served(m, key)
-	waitRegistered(t, s, key, 2)
+	regs := waitRegistered(t, s, key, 1)
+	for waiter, reg := range regs {
+		// The same registration, expired at the epoch.
+		var value, ttl, proposal string
+		fmt.Sscan(reg, &value, &ttl, &proposal)
+		if err := s.Do("HSET", rueidislock.RegistrationsKey(key), waiter, value+" "+ttl+" "+proposal+" 1").Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := scriptCalls(t, s)
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectServed(t, got, "the waiter behind an expired registration was not served")
-	if v, _ := s.Do("GET", key).ToString(); v == "deadvalue" {
-		t.Error("the key was handed over to the expired registration")
+	expectServed(t, got, "the waiter of the expired registration was not woken")
+	// The release, the waiter's attempt, and its release.
+	if n := scriptCalls(t, s) - before; n != 3 {
+		t.Errorf("%d scripts from the release to the waiter's release, want 3: the key was handed over, not taken by an attempt", n)
+	}
+	if regs := registered(t, s, key); len(regs) != 0 {
+		t.Errorf("registrations left: %q", regs)
 	}
 }

@@ -132,48 +132,44 @@ var undoWakingScript = rueidis.NewLuaScriptNoSha(releaseLua)
 // as an attempt would, and sends the waiter a message of 0x01, the token,
 // a space, a digest of the value, a space, and the waiter's name. The
 // registration stays until the waiter releases the key, takes it with an
-// attempt, or leaves. An expired registration is dropped with its waiter,
-// who will come back to the end of the queue if it is still there. A
-// waiter with no registration gets a NUL and its name.
+// attempt, or leaves. A waiter with no registration, or an expired one,
+// which announce drops, is woken instead: it gets a NUL and its name, and
+// makes an attempt.
 //
 // With nobody queued, or no queue, the message is name, on channel.
 const announceLua = `
 local function announce(key, queue, registrations, fence, channel, name)
-	local now
-	while queue do
-		local next = redis.call('LPOP', queue)
-		if not next then
-			break
-		end
-		local process = string.match(next, '^([^:]+):')
-		local target = channel
-		if process then
-			target = channel .. '\0' .. process
-		end
-		local reg = registrations and redis.call('HGET', registrations, next)
-		if not reg then
-			redis.call('PUBLISH', target, '\0' .. next)
-			return
-		end
-		local value, ttl, proposal, expires = string.match(reg, '^(%S+) (%d+) (%d+) (%d+)$')
-		if not now then
-			local t = redis.call('TIME')
-			now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-		end
-		if value and tonumber(expires) > now then
-			redis.call('SET', key, value, 'PX', ttl)
-			local token = proposal
-			local c = redis.call('GET', fence) or '0'
-			if tonumber(proposal) <= tonumber(c) then
-				token = string.format('%.0f', tonumber(c) + 1)
-			end
-			redis.call('SET', fence, token)
-			redis.call('PUBLISH', target, '\1' .. token .. ' ' .. string.sub(redis.sha1hex(value), 1, 16) .. ' ' .. next)
-			return
-		end
-		redis.call('HDEL', registrations, next)
+	local next = queue and redis.call('LPOP', queue)
+	if not next then
+		redis.call('PUBLISH', channel, name)
+		return
 	end
-	redis.call('PUBLISH', channel, name)
+	local process = string.match(next, '^([^:]+):')
+	if process then
+		channel = channel .. '\0' .. process
+	end
+	local reg = registrations and redis.call('HGET', registrations, next)
+	local value, ttl, proposal, expires
+	if reg then
+		value, ttl, proposal, expires = string.match(reg, '^(%S+) (%d+) (%d+) (%d+)$')
+		local t = redis.call('TIME')
+		if not value or tonumber(expires) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+			redis.call('HDEL', registrations, next)
+			value = nil
+		end
+	end
+	if not value then
+		redis.call('PUBLISH', channel, '\0' .. next)
+		return
+	end
+	redis.call('SET', key, value, 'PX', ttl)
+	local token = proposal
+	local c = redis.call('GET', fence) or '0'
+	if tonumber(proposal) <= tonumber(c) then
+		token = string.format('%.0f', tonumber(c) + 1)
+	end
+	redis.call('SET', fence, token)
+	redis.call('PUBLISH', channel, '\1' .. token .. ' ' .. string.sub(redis.sha1hex(value), 1, 16) .. ' ' .. next)
 end
 `
 
