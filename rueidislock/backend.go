@@ -67,7 +67,7 @@ type Backend struct {
 	releases atomic.Uint64
 
 	// ownWaiters ends the channels of this process's waiters of a key:
-	// waiterChannel(key, id) is releasedChannel(key) + ownWaiters.
+	// releasedChannel(key) + ownWaiters is their channel (see waitersMark).
 	ownWaiters string
 }
 

@@ -72,15 +72,11 @@ func releasedChannel(key string) string {
 	return releasedPrefix + key
 }
 
-// waiterChannel returns the channel of process's waiters of key: a release
-// that wakes one queued waiter announces it there alone, so that only the
-// process waiting hears it, not every process waiting for the key.
-func waiterChannel(key, process string) string {
-	return releasedChannel(key) + waitersMark + process
-}
-
-// waitersMark separates a key's channel from the process that ends a
-// waiter channel; the release script joins them with the same byte.
+// waitersMark joins a key's channel (releasedChannel) and the name of a
+// process (a Backend's id) into the channel of that process's waiters of
+// the key: a release that serves one queued waiter announces it there
+// alone, so that only the process waiting hears it, not every process
+// waiting for the key. The release script joins them with the same byte.
 const waitersMark = "\x00"
 
 // hasHashTag reports whether key has a Redis Cluster hash tag: a '{' and a

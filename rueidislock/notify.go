@@ -220,7 +220,7 @@ func (b *Backend) watch(ctx context.Context, channel, id string) (w *watch, wake
 
 // channels returns the channels a watch of channel, a key's, subscribes
 // to: the key's, and on a single node, where releases name the waiter they
-// wake, also this process's waiters' channel of the key (waiterChannel).
+// wake, also this process's waiters' channel of the key (see waitersMark).
 func (b *Backend) channels(channel string) []string {
 	if len(b.nodes) != 1 {
 		return []string{channel}
@@ -630,7 +630,7 @@ func (b *Backend) Leave(ctx context.Context, req lock.Request) {
 //
 // The name is the Backend's id, a colon, and when the wait began: the
 // release script reads the process from it, and wakes the waiter on its
-// process's channel (waiterChannel).
+// process's channel (see waitersMark).
 func (b *Backend) waiterID(req *lock.Request) string {
 	if len(b.nodes) != 1 || req.Since.IsZero() {
 		return ""

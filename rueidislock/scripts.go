@@ -125,7 +125,7 @@ var undoWakingScript = rueidis.NewLuaScriptNoSha(releaseLua)
 //
 // A waiter's name is its process's name, a colon, and its own; it is
 // woken alone, with a message on its process's channel (channel, a NUL,
-// and the process; see waiterChannel). If it registered for a hand-over
+// and the process; see waitersMark). If it registered for a hand-over
 // (see registerScript) in the hash registrations, and the registration
 // has not expired, announce gives it the key: it sets key to the
 // registered value for the registered TTL, raises fence past the counter
