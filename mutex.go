@@ -25,6 +25,8 @@ type Mutex struct {
 	live   liveSet       // the leases Close must end
 
 	mutants mutants // negative controls: zero in production
+
+	lastWait atomic.Int64 // the latest Request.Since given, in Unix ns
 }
 
 // New returns a Mutex that locks keys in b, with opts as the defaults of
@@ -222,7 +224,7 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 			return nil, notAcquired(ctx, req.Key, errs)
 		}
 		if req.Since.IsZero() {
-			req.Since = time.Now()
+			req.Since = m.waitStart()
 			if st != nil {
 				st.since = req.Since
 			}
@@ -304,6 +306,25 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req *Request, res *Resul
 		return nil, ErrClosed
 	}
 	return l, nil
+}
+
+// waitStart returns the time for Request.Since of an Acquire that begins
+// to wait: now, made later by a nanosecond or more if another Acquire of m
+// got that instant, so that no two waits of a Mutex share a Since, which a
+// backend may use to tell its waiters apart (rueidislock names a waiter in
+// a queue on the server by it). Clocks too coarse to tell two calls apart
+// exist, as on Windows.
+func (m *Mutex) waitStart() time.Time {
+	now := time.Now()
+	for {
+		last := m.lastWait.Load()
+		if now.UnixNano() <= last {
+			now = now.Add(time.Duration(last - now.UnixNano() + 1))
+		}
+		if m.lastWait.CompareAndSwap(last, now.UnixNano()) {
+			return now
+		}
+	}
 }
 
 // sleep waits d, and reports false if ctx or the Mutex ended first.

@@ -592,6 +592,11 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	select {
 	case up := <-wake:
 		if reg != nil && up.token != 0 && up.digest == reg.digest {
+			if b.closed.Load() {
+				// Close may have freed this key and handed it to
+				// another waiter already (leaveQueues).
+				return lock.Result{}, lock.ErrClosed
+			}
 			return reg.grant(up.token), nil
 		}
 	case <-t.C:
