@@ -231,3 +231,42 @@ func TestHandOverExpired(t *testing.T) {
 		t.Errorf("registrations left: %q", regs)
 	}
 }
+
+// TestHandOverRegistrationsOutliveKey checks that the registrations live at
+// least as long as a key handed over with one of them, which a waiter that
+// missed the hand-over's message needs to take the key or free it: a later
+// registration with a shorter TTL must not cut them short.
+func TestHandOverRegistrationsOutliveKey(t *testing.T) {
+	const key = "handover:outlive"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	long, short := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer long.Close()
+	defer short.Close()
+	leases := make(chan *lock.Lease, 1)
+	go func() {
+		l, err := long.Acquire(ctx, key, lock.WithTTL(10*time.Second), lock.WithDelay(time.Minute))
+		if err != nil {
+			t.Error(err)
+		}
+		leases <- l
+	}()
+	waitRegistered(t, s, key, 1)
+	go short.Acquire(ctx, key, lock.WithTTL(time.Second), lock.WithDelay(time.Minute))
+	waitRegistered(t, s, key, 2)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got *lock.Lease
+	select {
+	case got = <-leases:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first waiter was not served")
+	}
+	defer got.Release(ctx)
+	keyTTL, _ := s.Do("PTTL", key).AsInt64()
+	regsTTL, _ := s.Do("PTTL", rueidislock.RegistrationsKey(key)).AsInt64()
+	if keyTTL <= 0 || regsTTL < keyTTL-100 {
+		t.Errorf("registrations expire in %d ms, the key handed over in %d ms: want them to outlive it", regsTTL, keyTTL)
+	}
+}

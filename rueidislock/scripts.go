@@ -163,6 +163,9 @@ local function announce(key, queue, registrations, fence, channel, name)
 		return
 	end
 	redis.call('SET', key, value, 'PX', ttl)
+	-- The registration must outlive the key it was handed: the waiter
+	-- takes the key with it after a lost message, or frees it as it leaves.
+	redis.call('PEXPIRE', registrations, ttl, 'GT')
 	local token = proposal
 	local c = redis.call('GET', fence) or '0'
 	if tonumber(proposal) <= tonumber(c) then
@@ -225,7 +228,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. string.format('%.0f', now + tonumber(ARGV[5])))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+-- The registrations live as long as the longest TTL registered: a
+-- shorter one must not cut another waiter's.
+redis.call('PEXPIRE', KEYS[3], ARGV[3], 'NX')
+redis.call('PEXPIRE', KEYS[3], ARGV[3], 'GT')
 return 1
 `)
 
