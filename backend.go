@@ -84,8 +84,16 @@ type Request struct {
 	Drift time.Duration
 
 	// Since is when the caller began to wait, for Wait: backends that queue
-	// waiters serve older waits first.
+	// waiters serve older waits first. For a Leaver, an Acquire that may
+	// wait sets it from its first attempt on; a single attempt (TryAcquire)
+	// leaves it zero.
 	Since time.Time
+
+	// Wait is how long the caller will wait after this attempt, if it is
+	// refused, before it makes the next, unless the backend's Waiter serves
+	// it sooner; zero if it will not wait. A backend that keeps something
+	// for a waiter between attempts may keep it that long.
+	Wait time.Duration
 
 	// Handle is the Handle of the grant, for Extend and Release, and the
 	// Handle of the last attempt's Result, for Wait.

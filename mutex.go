@@ -17,6 +17,7 @@ import (
 type Mutex struct {
 	b        Backend
 	waiter   Waiter   // b, if it implements Waiter
+	leaver   bool     // b implements Leaver
 	defaults settings // from New's options, validated
 	err      error    // from New's arguments; returned by every call
 
@@ -47,6 +48,7 @@ func New(b Backend, opts ...Option) *Mutex {
 		m.err = invalidf("backend", "nil", "must not be nil")
 	}
 	m.waiter, _ = b.(Waiter)
+	_, m.leaver = b.(Leaver)
 	return m
 }
 
@@ -151,6 +153,12 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	}
 
 	req := Request{Key: key, TTL: s.ttl, Drift: drift(s.ttl, s.driftFactor), Renew: s.autoExtend}
+	if retries != 0 && m.leaver {
+		// An Acquire that may wait tells a backend that keeps waiters'
+		// places from its first attempt on, so that the backend can queue
+		// it at its first refusal. Other backends are spared the cost.
+		req.Since, req.Wait = m.waitStart(), s.delay(1)
+	}
 	if s.obs.on() {
 		return m.acquireObserved(ctx, s, retries, req)
 	}
@@ -225,12 +233,15 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 		}
 		if req.Since.IsZero() {
 			req.Since = m.waitStart()
-			if st != nil {
-				st.since = req.Since
-			}
+		}
+		if st != nil && st.since.IsZero() {
+			st.since = time.Now() // the wait the Observer reports starts here
 		}
 
-		d := s.delay(retry)
+		d := req.Wait // told to the backend with the attempt
+		if d == 0 {
+			d = s.delay(retry)
+		}
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
 		}
@@ -250,6 +261,10 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 		}
 		if m.closed.Load() {
 			return nil, ErrClosed
+		}
+		req.Wait = 0 // the wait after the next attempt, if there is one
+		if retries < 0 || retry < retries {
+			req.Wait = s.delay(retry + 1)
 		}
 		st.count()
 		res, err = m.b.Acquire(bctx, req)

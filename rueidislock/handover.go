@@ -35,8 +35,12 @@ func (b *Backend) handsOver() bool {
 type registration struct {
 	waiter string    // the waiter's name in the queue
 	value  string    // what the key is set to
-	digest string    // of value, as the hand-over's message gives it
 	start  time.Time // when the registration was sent, on package time
+}
+
+// handedOver reports whether up is the hand-over of the key to r.
+func (r *registration) handedOver(up wakeUp) bool {
+	return r != nil && up.token != 0 && up.digest == valueDigest(r.value)
 }
 
 // register queues waiter id of req's key on the single node and registers
@@ -49,16 +53,13 @@ func (b *Backend) register(ctx context.Context, req *lock.Request, id string, d 
 	if err != nil {
 		return nil, false
 	}
-	// Registered for the wait, and the node timeout of the next attempt's
-	// call, but for half the TTL at most: a hand-over later than that
-	// would leave the lease too little of its validity.
-	expires := min(d+b.timeout, req.TTL/2)
+	expires := b.registrationLife(req.TTL, d)
 	sent := b.clock.now()
 	nctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	n := b.nodes[0]
 	keys := []string{req.Key, queueKey(req.Key), registrationsKey(req.Key)}
-	args := []string{id, value, strconv.FormatInt(req.TTL.Milliseconds(), 10), b.proposal(), strconv.FormatInt(max(expires.Milliseconds(), 1), 10)}
+	args := []string{id, value, strconv.FormatInt(req.TTL.Milliseconds(), 10), b.proposal(), strconv.FormatInt(expires.Milliseconds(), 10)}
 	registered, err := registerScript.Exec(nctx, n.client, keys, args).AsInt64()
 	if err != nil {
 		if ctx.Err() == nil { // not the caller leaving
@@ -72,12 +73,15 @@ func (b *Backend) register(ctx context.Context, req *lock.Request, id string, d 
 	// Start is put where the lock package's deadline, Start + TTL - Drift,
 	// falls on this clock's deadline, as Acquire does (see clock.go).
 	deadline := sent.Add(req.TTL - req.Drift)
-	return &registration{
-		waiter: id,
-		value:  value,
-		digest: valueDigest(value),
-		start:  b.clock.system(deadline).Add(req.Drift - req.TTL),
-	}, false
+	return &registration{waiter: id, value: value, start: b.clock.system(deadline).Add(req.Drift - req.TTL)}, false
+}
+
+// registrationLife returns how long a registration for a hand-over lasts,
+// for a waiter with ttl that waits d: the wait, and the node timeout of the
+// next attempt's call, but half the TTL at most, since a hand-over later
+// than that would leave the lease too little of its validity.
+func (b *Backend) registrationLife(ttl, d time.Duration) time.Duration {
+	return max(min(d+b.timeout, ttl/2), time.Millisecond)
 }
 
 // grant returns the Result of the hand-over of the key to r, with token.

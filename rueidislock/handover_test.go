@@ -78,6 +78,7 @@ func TestHandOverSavesAnAttempt(t *testing.T) {
 	for i := range waiters {
 		m := lock.New(dial(t, addrs))
 		defer m.Close()
+		warmWatch(t, m, key)
 		go func() {
 			// Only a wake-up or a hand-over serves a minute's delay.
 			l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute), lock.WithJitter(0))
@@ -141,6 +142,7 @@ func TestHandOverTakenByAttempt(t *testing.T) {
 	ctx := context.Background()
 	m := lock.New(dial(t, addrs))
 	defer m.Close()
+	warmWatch(t, m, key)
 	got := make(chan error, 1)
 	go func() {
 		l, err := m.Acquire(ctx, key, lock.WithDelay(200*time.Millisecond), lock.WithJitter(0))
@@ -170,6 +172,8 @@ func TestHandOverToLeaver(t *testing.T) {
 	leaver, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
 	defer leaver.Close()
 	defer waiter.Close()
+	warmWatch(t, leaver, key)
+	warmWatch(t, waiter, key)
 
 	lctx, cancel := context.WithCancel(ctx)
 	left := make(chan error, 1)
@@ -208,6 +212,7 @@ func TestHandOverExpired(t *testing.T) {
 	ctx := context.Background()
 	m := lock.New(dial(t, addrs))
 	defer m.Close()
+	warmWatch(t, m, key)
 	got := served(m, key)
 	regs := waitRegistered(t, s, key, 1)
 	for waiter, reg := range regs {

@@ -566,6 +566,7 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 			return res, err
 		}
 		next.Owner = res.Owner
+		att, _ = res.Handle.(*attempt)
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
 		}
@@ -573,6 +574,8 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	var reg *registration
 	switch {
 	case id == "":
+	case b.handsOver() && att != nil && att.registered != nil:
+		reg = att.registered // the refusal registered the waiter
 	case b.handsOver():
 		// Register for a hand-over, which queues the waiter too, unless
 		// the key is free.
@@ -591,7 +594,7 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	defer t.Stop()
 	select {
 	case up := <-wake:
-		if reg != nil && up.token != 0 && up.digest == reg.digest {
+		if reg.handedOver(up) {
 			if b.closed.Load() {
 				// Close may have freed this key and handed it to
 				// another waiter already (leaveQueues).

@@ -53,6 +53,21 @@ func heldOnOneNode(t *testing.T, key string) (*redistest.Server, []string, *lock
 	return servers[0], addrs, l
 }
 
+// warmWatch has m wait for key, held by another, for a moment, so that its
+// subscription to the key's releases stands when its next Acquire waits
+// (it lingers for a second): that wait then makes no attempt of its own,
+// as a first wait does, and the registration its first attempt made is the
+// one it keeps.
+func warmWatch(t *testing.T, m *lock.Mutex, key string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if l, err := m.Acquire(ctx, key); err == nil {
+		l.Release(ctx)
+		t.Fatalf("warm-up: %q was free", key)
+	}
+}
+
 // served starts an Acquire of key on m that only a wake-up can serve (its
 // retry delay is a minute) and that releases at once; its outcome arrives
 // on the channel.
@@ -99,6 +114,7 @@ func TestQueueWakesOneWaiter(t *testing.T) {
 	for i := range waiters {
 		m := lock.New(dial(t, addrs))
 		defer m.Close()
+		warmWatch(t, m, key)
 		go func() {
 			// The retry delay is far beyond the test: only a wake-up
 			// gets a waiter the key.

@@ -25,6 +25,10 @@ type attempt struct {
 	queued bool      // whether a refusal put the waiter in the key's queue
 	waiter string    // for a hand-over's grant: the registration it came from
 
+	// registered is the registration for a hand-over that a refusal made,
+	// or nil.
+	registered *registration
+
 	mu    sync.Mutex
 	over  bool
 	state []nodeState  // per node, as answered before the attempt was over
@@ -208,7 +212,13 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	script := acquireScript
 	waiter := b.waiterID(&req)
 	keys := []string{req.Key, fenceKey(req.Key)}
-	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter}
+	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter, ""}
+	registers := waiter != "" && req.Wait > 0 && b.handsOver()
+	if registers {
+		// A refusal registers the waiter for a hand-over (see handover.go)
+		// with this attempt's value, for the wait that follows.
+		args[4] = strconv.FormatInt(b.registrationLife(req.TTL, req.Wait).Milliseconds(), 10)
+	}
 	if waiter != "" {
 		keys = append(keys, queueKey(req.Key), registrationsKey(req.Key))
 	}
@@ -285,6 +295,9 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	// The lock package counts the lease's deadline from Start, on package
 	// time: give it the start that puts it where this clock's deadline is.
 	result := lock.Result{Owner: owner, Start: b.clock.system(deadline).Add(req.Drift - req.TTL), Handle: att}
+	if att.queued && registers {
+		att.registered = &registration{waiter: waiter, value: owner, start: result.Start}
+	}
 	if len(granted) >= b.quorum && b.clock.now().Before(deadline) {
 		token, _ := strconv.ParseUint(proposal, 10, 64)
 		if stored < b.quorum && !b.knobs.ignoreStored {

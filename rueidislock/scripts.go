@@ -20,7 +20,9 @@ import "github.com/redis/rueidis"
 // ARGV[4], if not empty, names a waiter, which a refusal puts at the end
 // of the key's queue of waiters KEYS[3] (unless it is there already: it
 // keeps its place) and a grant takes out of the queue and out of the
-// registrations KEYS[4]. Only a single node keeps a queue; see
+// registrations KEYS[4]. If ARGV[5] is not empty either, the refusal also
+// registers the waiter for a hand-over of the key with this attempt's value
+// for ARGV[5] milliseconds, as registerScript does. Only a single node keeps a queue; see
 // Backend.waiterID. A key that a release handed over to the waiter's
 // registration (see releaseScript) counts as free for it: the waiter did
 // not take the hand-over, and takes the key now.
@@ -46,6 +48,13 @@ if cur and cur ~= ARGV[1] then
 			redis.call('RPUSH', KEYS[3], ARGV[4])
 		end
 		redis.call('PEXPIRE', KEYS[3], ARGV[2])
+		if ARGV[5] ~= '' then
+			local t = redis.call('TIME')
+			local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+			redis.call('HSET', KEYS[4], ARGV[4], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. string.format('%.0f', now + tonumber(ARGV[5])))
+			redis.call('PEXPIRE', KEYS[4], ARGV[2], 'NX')
+			redis.call('PEXPIRE', KEYS[4], ARGV[2], 'GT')
+		end
 	end
 	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
 end
