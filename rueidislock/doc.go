@@ -50,7 +50,8 @@
 //
 // Without WithQuarantine, a waiter on a single node registers, in a hash
 // beside the queue, the value it would set, its TTL and its fencing
-// proposal, and the release hands the key over: it sets the key to that
+// proposal (its refused attempt does, or the wait that follows an attempt
+// whose answer was lost), and the release hands the key over: it sets the key to that
 // value, raises the counter as an attempt would, and sends the waiter the
 // token. The waiter holds the lease with no attempt of its own, one round
 // trip sooner. Its validity counts from when it sent the registration,

@@ -14,6 +14,9 @@ import (
 // the release script sets the key to a value the waiter registered, and
 // tells the waiter, which holds the lease without an attempt of its own.
 // It saves the waiter a round trip at every hand-off of a contended key.
+// A waiter registers with its refused attempt, whose value it then is
+// (acquireLua), or, if that attempt's answer was lost, with register when
+// it starts to wait.
 //
 // Only a single node hands over, where the queue of waiters lives, and
 // only without a quarantine, whose checks belong to attempts. The lease is

@@ -42,7 +42,7 @@ const (
 )
 
 // quarantineAcquireScript is acquireScript behind a node's quarantine:
-// KEYS[5] and KEYS[6] are the birth mark and the repair mark, ARGV[6] the
+// KEYS[5] and KEYS[6] are the birth mark and the repair mark, ARGV[7] the
 // quarantine in milliseconds. A quarantined node answers {-1, counter, 0,
 // 0} and sets nothing but its birth mark.
 var quarantineAcquireScript = rueidis.NewLuaScript(`
@@ -53,7 +53,7 @@ if not birth then
 	birth = tostring(now)
 	redis.call('SET', KEYS[5], birth)
 end
-if now - tonumber(birth) < tonumber(ARGV[6]) or redis.call('GET', KEYS[6]) ~= birth then
+if now - tonumber(birth) < tonumber(ARGV[7]) or redis.call('GET', KEYS[6]) ~= birth then
 	return {-1, redis.call('GET', KEYS[2]) or '0', 0, 0}
 end
 ` + acquireLua)

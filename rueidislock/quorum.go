@@ -212,7 +212,12 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	script := acquireScript
 	waiter := b.waiterID(&req)
 	keys := []string{req.Key, fenceKey(req.Key)}
-	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter, ""}
+	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter, "", ""}
+	if waiter != "" && req.Owner != "" {
+		// Not the Acquire's first attempt: an earlier one may have
+		// queued and registered the waiter, which a grant undoes.
+		args[5] = "1"
+	}
 	registers := waiter != "" && req.Wait > 0 && b.handsOver()
 	if registers {
 		// A refusal registers the waiter for a hand-over (see handover.go)

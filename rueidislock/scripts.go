@@ -22,7 +22,8 @@ import "github.com/redis/rueidis"
 // keeps its place) and a grant takes out of the queue and out of the
 // registrations KEYS[4]. If ARGV[5] is not empty either, the refusal also
 // registers the waiter for a hand-over of the key with this attempt's value
-// for ARGV[5] milliseconds, as registerScript does. Only a single node keeps a queue; see
+// for ARGV[5] milliseconds, as registerScript does. ARGV[6] is "1" unless
+// this is the Acquire's first attempt, which has nothing to take out. Only a single node keeps a queue; see
 // Backend.waiterID. A key that a release handed over to the waiter's
 // registration (see releaseScript) counts as free for it: the waiter did
 // not take the hand-over, and takes the key now.
@@ -58,7 +59,7 @@ if cur and cur ~= ARGV[1] then
 	end
 	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
 end
-if ARGV[4] ~= '' then
+if ARGV[6] == '1' then
 	redis.call('LREM', KEYS[3], 1, ARGV[4])
 	if KEYS[4] then
 		redis.call('HDEL', KEYS[4], ARGV[4])
