@@ -2,7 +2,6 @@ package rueidislock_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -73,24 +72,7 @@ func TestHandOverSavesAnAttempt(t *testing.T) {
 	}
 
 	const waiters = 3
-	leases := make(chan *lock.Lease, waiters)
-	errs := make(chan error, waiters)
-	for i := range waiters {
-		m := lock.New(dial(t, addrs))
-		defer m.Close()
-		warmWatch(t, m, key)
-		go func() {
-			// Only a wake-up or a hand-over serves a minute's delay.
-			l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute), lock.WithJitter(0))
-			if err != nil {
-				errs <- err
-				return
-			}
-			leases <- l
-		}()
-		waitRegistered(t, s, key, i+1)
-	}
-
+	served := queueWaiters(t, s, addrs, key, waiters)
 	tokens := []uint64{l.Token()}
 	for i := range waiters {
 		before := scriptCalls(t, s)
@@ -98,9 +80,11 @@ func TestHandOverSavesAnAttempt(t *testing.T) {
 			t.Fatal(err)
 		}
 		select {
-		case l = <-leases:
-		case err := <-errs:
-			t.Fatal(err)
+		case w := <-served:
+			if w.err != nil {
+				t.Fatal(w.err)
+			}
+			l = w.l
 		case <-time.After(5 * time.Second):
 			t.Fatalf("waiter %d not served 5 s after the release", i)
 		}
@@ -165,41 +149,14 @@ func TestHandOverTakenByAttempt(t *testing.T) {
 
 // TestHandOverToLeaver checks a hand-over to a waiter that leaves before it
 // takes the key: its leaving frees the key and hands it to the next waiter.
+// The hand-over is played by hand, and its message lost.
 func TestHandOverToLeaver(t *testing.T) {
-	const key = "handover:leaver"
-	s, addrs, l := heldOnOneNode(t, key)
-	ctx := context.Background()
-	leaver, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
-	defer leaver.Close()
-	defer waiter.Close()
-	warmWatch(t, leaver, key)
-	warmWatch(t, waiter, key)
-
-	lctx, cancel := context.WithCancel(ctx)
-	left := make(chan error, 1)
-	go func() {
-		_, err := leaver.Acquire(lctx, key, lock.WithDelay(time.Minute))
-		left <- err
-	}()
-	regs := waitRegistered(t, s, key, 1)
-	got := served(waiter, key)
-	waitRegistered(t, s, key, 2)
-
-	if err := s.Do("DEL", key).Error(); err != nil {
-		t.Fatal(err)
-	}
-	for _, reg := range regs {
-		handOverByHand(t, s, key, reg)
-	}
-	if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
-		t.Fatal(err)
-	}
-	l.Release(ctx) // finds the key gone
-	cancel()
-	if err := <-left; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the leaving waiter: %v, want context.Canceled", err)
-	}
-	expectServed(t, got, "the key handed over to the waiter that left was not passed on to the next")
+	leaveAfterRelease(t, "handover:leaver", func(s *redistest.Server, key, leaverReg string) {
+		handOverByHand(t, s, key, leaverReg)
+		if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}, "the key handed over to the waiter that left was not passed on to the next")
 }
 
 // TestHandOverExpired checks that a release hands nothing over to a

@@ -109,39 +109,21 @@ func TestQueueWakesOneWaiter(t *testing.T) {
 	ctx := context.Background()
 
 	const waiters = 4
-	order := make(chan int, waiters)
-	errs := make(chan error, waiters)
-	for i := range waiters {
-		m := lock.New(dial(t, addrs))
-		defer m.Close()
-		warmWatch(t, m, key)
-		go func() {
-			// The retry delay is far beyond the test: only a wake-up
-			// gets a waiter the key.
-			l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute), lock.WithJitter(0))
-			if err != nil {
-				errs <- err
-				return
-			}
-			order <- i
-			errs <- l.Release(ctx)
-		}()
-		waitQueued(t, s, key, int64(i+1))
-	}
-
+	served := queueWaiters(t, s, addrs, key, waiters)
 	before := refusals(t, s)
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	var got []int
 	for range waiters {
-		if err := <-errs; err != nil {
+		w := <-served
+		if w.err != nil {
+			t.Fatal(w.err)
+		}
+		got = append(got, w.i)
+		if err := w.l.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}
-	close(order)
-	var got []int
-	for i := range order {
-		got = append(got, i)
 	}
 	if fmt.Sprint(got) != "[0 1 2 3]" {
 		t.Errorf("waiters served in the order %v, want the order they came, [0 1 2 3]", got)
@@ -152,6 +134,34 @@ func TestQueueWakesOneWaiter(t *testing.T) {
 	if keys, err := s.Do("KEYS", "*\x00queue*").AsStrSlice(); err != nil || len(keys) != 0 {
 		t.Errorf("queue keys left once every waiter was served: %q (err %v)", keys, err)
 	}
+}
+
+// waited is the outcome of one waiter of queueWaiters.
+type waited struct {
+	i   int // the waiter's place in the queue
+	l   *lock.Lease
+	err error
+}
+
+// queueWaiters starts n waiters of key on the single node s, each with a
+// backend of its own as a process would have and a retry delay far beyond
+// the test, so that only a release serves them, and returns once all are
+// queued, in turn. Their outcomes arrive on the channel, as they are
+// served; the caller releases their leases.
+func queueWaiters(t *testing.T, s *redistest.Server, addrs []string, key string, n int) <-chan waited {
+	t.Helper()
+	out := make(chan waited, n)
+	for i := range n {
+		m := lock.New(dial(t, addrs))
+		t.Cleanup(func() { m.Close() })
+		warmWatch(t, m, key)
+		go func() {
+			l, err := m.Acquire(context.Background(), key, lock.WithDelay(time.Minute), lock.WithJitter(0))
+			out <- waited{i, l, err}
+		}()
+		waitRegistered(t, s, key, i+1)
+	}
+	return out
 }
 
 // TestQueueWaiterLeaves checks that a waiter whose context ends leaves the
@@ -293,15 +303,33 @@ func TestQueueCloseLeaves(t *testing.T) {
 // TestQueueLeaverPassesWake checks the race of a waiter leaving with a
 // release that took it out of the queue to wake it: the wake-up would be
 // lost, with the key free. The leaving waiter's dequeue finds itself gone
-// and the key free, and wakes the next waiter. The release is played by
+// and the key free, and serves the next waiter. The release is played by
 // hand (LPOP and DEL, no announcement) to fix the order.
 func TestQueueLeaverPassesWake(t *testing.T) {
-	const key = "queue:race"
+	leaveAfterRelease(t, "queue:race", func(s *redistest.Server, key, _ string) {
+		if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Do("DEL", key).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}, "the next waiter was not served when the popped waiter left")
+}
+
+// leaveAfterRelease queues two waiters, each of a backend of its own, for
+// key on a single node, has release play a release that serves the first
+// (given its registration) without telling it, makes that waiter leave,
+// and fails the test with failure unless the second is then served: the
+// leaving waiter must pass on what the release gave it.
+func leaveAfterRelease(t *testing.T, key string, release func(s *redistest.Server, key, leaverReg string), failure string) {
+	t.Helper()
 	s, addrs, _ := heldOnOneNode(t, key)
 	ctx := context.Background()
 	leaver, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
 	defer leaver.Close()
 	defer waiter.Close()
+	warmWatch(t, leaver, key)
+	warmWatch(t, waiter, key)
 
 	lctx, cancel := context.WithCancel(ctx)
 	left := make(chan error, 1)
@@ -309,26 +337,24 @@ func TestQueueLeaverPassesWake(t *testing.T) {
 		_, err := leaver.Acquire(lctx, key, lock.WithDelay(time.Minute))
 		left <- err
 	}()
-	waitQueued(t, s, key, 1)
+	var leaverReg string
+	for _, reg := range waitRegistered(t, s, key, 1) {
+		leaverReg = reg
+	}
 	got := served(waiter, key)
-	waitQueued(t, s, key, 2)
+	waitRegistered(t, s, key, 2)
 
-	if err := s.Do("LPOP", rueidislock.QueueKey(key)).Error(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Do("DEL", key).Error(); err != nil {
-		t.Fatal(err)
-	}
+	release(s, key, leaverReg)
 	cancel()
 	if err := <-left; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the leaving waiter: %v, want context.Canceled", err)
 	}
-	expectServed(t, got, "the next waiter was not woken when the popped waiter left")
+	expectServed(t, got, failure)
 }
 
 // TestQueueWakesOnlyItsProcess checks that a release that serves a queued
-// waiter (wakes it, or hands it the key) tells that waiter's process alone, on the process's channel of the
-// key, so that the other processes waiting for the key are not woken for
+// waiter (wakes it, or hands it the key) tells that waiter's process
+// alone, on the process's channel of the key, so that the other processes waiting for the key are not woken for
 // nothing; a release with nobody queued tells every process, on the key's
 // channel. A subscriber to every channel of the package watches two
 // waiters of two backends served in turn.
