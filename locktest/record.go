@@ -108,16 +108,18 @@ func (rl *RecordedLease) end() {
 	if rl.l.Err() != nil {
 		deadline, _ = rl.l.Deadline()
 	}
-	end := intervalEnd(rl.start, now, wall, deadline)
+	line := encode(event{Kind: kindHold, Holder: rl.holder, Key: rl.key, Token: rl.token, Start: rl.start, End: intervalEnd(rl.start, now, wall, deadline)})
+	// Written under the lock that marks the interval ended, so that the
+	// caller that finds it ended by the other (End, or the context's end)
+	// returns once it is written: Close must not come between.
 	rl.r.mu.Lock()
+	defer rl.r.mu.Unlock()
 	if rl.ended {
-		rl.r.mu.Unlock()
 		return
 	}
 	rl.ended = true
 	delete(rl.r.open, rl)
-	rl.r.mu.Unlock()
-	rl.r.emit(event{Kind: kindHold, Holder: rl.holder, Key: rl.key, Token: rl.token, Start: rl.start, End: end})
+	rl.r.writeLocked(line)
 }
 
 // intervalEnd returns the host stamp at which an interval opened at start
@@ -139,13 +141,23 @@ func intervalEnd(start, now int64, wall, deadline time.Time) int64 {
 
 // emit writes one event as a line, and keeps the first error.
 func (r *Recorder) emit(ev event) {
+	line := encode(ev)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writeLocked(line)
+}
+
+// encode returns ev as a line of the history.
+func encode(ev event) []byte {
 	line, err := json.Marshal(ev)
 	if err != nil {
 		panic(fmt.Sprintf("locktest: encoding %+v: %v", ev, err)) // plain fields: cannot fail
 	}
-	line = append(line, '\n')
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	return append(line, '\n')
+}
+
+// writeLocked writes line to the history, with r.mu held.
+func (r *Recorder) writeLocked(line []byte) {
 	if r.err != nil {
 		return
 	}
