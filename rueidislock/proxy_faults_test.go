@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -332,29 +333,14 @@ func TestS7ConnectionResets(t *testing.T) {
 
 	rng := seeded(t, "S7 load and resets")
 	ld := startLoad(t, m, "s7:key", rng)
-	stop := make(chan struct{})
-	var resets int
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100*time.Millisecond + time.Duration(rng.Int64N(int64(400*time.Millisecond)))):
-			}
-			p := r.proxies[rng.IntN(len(r.proxies))]
-			// ResetConns then Pass: the current connections are reset
-			// once, and new ones are served.
-			if err := errors.Join(p.Set(redistest.ResetConns()), p.Set(redistest.Pass())); err != nil {
-				t.Error(err)
-				return
-			}
-			resets++
-		}
+	stop := repeatFault(t, rng, 100*time.Millisecond, 400*time.Millisecond, func() error {
+		// ResetConns then Pass: the current connections are reset once,
+		// and new ones are served.
+		p := r.proxies[rng.IntN(len(r.proxies))]
+		return errors.Join(p.Set(redistest.ResetConns()), p.Set(redistest.Pass()))
 	})
 	pr := probe(m, "s7", 100, ciRun/100)
-	close(stop)
-	wg.Wait()
+	resets := stop()
 	var reset int64
 	for _, p := range r.proxies {
 		reset += p.Stats().Reset
@@ -598,31 +584,18 @@ func TestS14DebugSleep(t *testing.T) {
 	warm(t, m, "s14:warm")
 	rng := seeded(t, "S14 load and sleeps")
 	ld := startLoad(t, m, "s14:key", rng)
-	stop := make(chan struct{})
-	var sleeps int
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100*time.Millisecond + time.Duration(rng.Int64N(int64(200*time.Millisecond)))):
-			}
-			s := servers[rng.IntN(len(servers))]
-			secs := fmt.Sprintf("%.3f", (3 * faultNodeTimeout).Seconds())
-			ctx, cancel := context.WithTimeout(context.Background(), 10*faultNodeTimeout)
-			err := s.DoContext(ctx, "DEBUG", "SLEEP", secs).Error()
-			cancel()
-			if err != nil {
-				t.Errorf("DEBUG SLEEP %s: %v", secs, err)
-				return
-			}
-			sleeps++
+	stop := repeatFault(t, rng, 100*time.Millisecond, 200*time.Millisecond, func() error {
+		s := servers[rng.IntN(len(servers))]
+		secs := fmt.Sprintf("%.3f", (3 * faultNodeTimeout).Seconds())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*faultNodeTimeout)
+		defer cancel()
+		if err := s.DoContext(ctx, "DEBUG", "SLEEP", secs).Error(); err != nil {
+			return fmt.Errorf("DEBUG SLEEP %s: %w", secs, err)
 		}
+		return nil
 	})
 	pr := probe(m, "s14", 100, ciRun/100)
-	close(stop)
-	wg.Wait()
+	sleeps := stop()
 	t.Logf("%d sleeps of %v", sleeps, 3*faultNodeTimeout)
 	if sleeps == 0 {
 		t.Error("no node slept: the scenario did not run")
@@ -631,4 +604,33 @@ func TestS14DebugSleep(t *testing.T) {
 	ld.stop()
 	ld.checkSafety(t)
 	teardown(t, m, servers, "s14:")
+}
+
+// repeatFault runs fault again and again, each time after a pause of
+// between pause and pause+spread drawn from rng, until the returned stop
+// is called; stop returns how many times fault succeeded. A fault that
+// fails fails t and ends the repetition.
+func repeatFault(t *testing.T, rng *rand.Rand, pause, spread time.Duration, fault func() error) (stop func() int) {
+	done := make(chan struct{})
+	var n int
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(pause + time.Duration(rng.Int64N(int64(spread)))):
+			}
+			if err := fault(); err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+	})
+	return func() int {
+		close(done)
+		wg.Wait()
+		return n
+	}
 }

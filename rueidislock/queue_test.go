@@ -167,32 +167,42 @@ func queueWaiters(t *testing.T, s *redistest.Server, addrs []string, key string,
 // TestQueueWaiterLeaves checks that a waiter whose context ends leaves the
 // queue: the release after it wakes the next waiter, not the one gone.
 func TestQueueWaiterLeaves(t *testing.T) {
-	const key = "queue:leave"
+	leaveThenRelease(t, "queue:leave", func(_ *lock.Mutex, cancel func()) { cancel() },
+		context.Canceled, "the waiter left in the queue was not woken by the release")
+}
+
+// leaveThenRelease queues two waiters of key, each of a backend of its
+// own, on a single node; has leave make the first leave (given its Mutex
+// and the cancel func of its Acquire's context), whose Acquire must then
+// fail with want; and releases the key, which must then serve the second,
+// or the test fails with failure.
+func leaveThenRelease(t *testing.T, key string, leave func(m *lock.Mutex, cancel func()), want error, failure string) {
+	t.Helper()
 	s, addrs, l := heldOnOneNode(t, key)
 	ctx := context.Background()
-
-	gone, stay := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
-	defer gone.Close()
+	leaver, stay := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer leaver.Close()
 	defer stay.Close()
-	leave, cancel := context.WithCancel(ctx)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	left := make(chan error, 1)
 	go func() {
-		_, err := gone.Acquire(leave, key, lock.WithDelay(time.Minute))
+		_, err := leaver.Acquire(lctx, key, lock.WithDelay(time.Minute))
 		left <- err
 	}()
 	waitQueued(t, s, key, 1)
 	got := served(stay, key)
 	waitQueued(t, s, key, 2)
 
-	cancel()
-	if err := <-left; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the leaving waiter's Acquire: %v, want context.Canceled", err)
+	leave(leaver, cancel)
+	if err := <-left; !errors.Is(err, want) {
+		t.Fatalf("the leaving waiter's Acquire: %v, want %v", err, want)
 	}
 	waitQueued(t, s, key, 1)
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectServed(t, got, "the waiter left in the queue was not woken by the release")
+	expectServed(t, got, failure)
 }
 
 // TestQueueOnlyOnSingleNode checks that over several nodes no queue is
@@ -274,30 +284,8 @@ func TestQueueGiveUp(t *testing.T) {
 // TestQueueCloseLeaves checks that Close takes its waiters out of the
 // queues, so that the next release wakes a waiter of another client.
 func TestQueueCloseLeaves(t *testing.T) {
-	const key = "queue:close"
-	s, addrs, l := heldOnOneNode(t, key)
-	ctx := context.Background()
-	closing, waiter := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
-	defer waiter.Close()
-
-	closed := make(chan error, 1)
-	go func() {
-		_, err := closing.Acquire(ctx, key, lock.WithDelay(time.Minute))
-		closed <- err
-	}()
-	waitQueued(t, s, key, 1)
-	got := served(waiter, key)
-	waitQueued(t, s, key, 2)
-
-	closing.Close()
-	if err := <-closed; !errors.Is(err, lock.ErrClosed) {
-		t.Fatalf("waiter of the closed Mutex: %v, want ErrClosed", err)
-	}
-	waitQueued(t, s, key, 1)
-	if err := l.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	expectServed(t, got, "the other client's waiter was not woken by the release")
+	leaveThenRelease(t, "queue:close", func(m *lock.Mutex, _ func()) { m.Close() },
+		lock.ErrClosed, "the other client's waiter was not woken by the release")
 }
 
 // TestQueueLeaverPassesWake checks the race of a waiter leaving with a
