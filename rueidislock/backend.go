@@ -29,9 +29,14 @@ const DefaultNodeTimeout = 50 * time.Millisecond
 // with WithClientOption (the rueidis.ClientOption's Dialer.Timeout).
 const DefaultDialTimeout = time.Second
 
-// DefaultFlushDelay is the rueidis.ClientOption's MaxFlushDelay of the
-// clients Dial makes: how long a connection gathers more calls before it
-// writes, while several are waiting. Set another with WithClientOption.
+// DefaultFlushDelay, times the number of nodes, is the
+// rueidis.ClientOption's MaxFlushDelay of the clients Dial makes: how long
+// a connection gathers more calls before it writes, while several are
+// waiting. Set another with WithClientOption.
+//
+// It grows with the nodes because every attempt writes to each of them:
+// the more nodes, the more writes an Acquire costs its client, and the
+// fewer calls per second each connection sees to gather into one write.
 const DefaultFlushDelay = 20 * time.Microsecond
 
 // A Backend keeps locks on N independent Redis nodes and holds a lock only
@@ -129,8 +134,8 @@ func newConfig(opts []Option) (config, error) {
 // allowed, but tolerates no more failures than one node fewer.
 //
 // Dial's clients use one connection per node and a MaxFlushDelay of
-// DefaultFlushDelay, which serve concurrent locks best; clients built for
-// New are used as they are.
+// DefaultFlushDelay times the number of nodes, which serve concurrent locks
+// best; clients built for New are used as they are.
 //
 // New asks every server behind the clients for its maxmemory-policy, once,
 // and fails with an error matching ErrEvictionPolicy if one may evict keys;
@@ -227,13 +232,14 @@ func Dial(addrs []string, opts ...Option) (*Backend, error) {
 		opt.DisableCache = true
 		opt.Dialer.Timeout = DefaultDialTimeout
 		// One connection per node, which waits up to DefaultFlushDelay
-		// before each write while other calls are waiting: lock calls are
-		// small, and the system calls that send them cost a client more
-		// than the rest of its work. Gathering the calls of concurrent
-		// locks into fewer, larger writes makes them faster on the whole
-		// (see the README's table); a lone call is never delayed.
+		// per node before each write while other calls are waiting: lock
+		// calls are small, and the system calls that send them cost a
+		// client more than the rest of its work. Gathering the calls of
+		// concurrent locks into fewer, larger writes makes them faster on
+		// the whole (see the README's table); a lone call is never
+		// delayed.
 		opt.PipelineMultiplex = -1
-		opt.MaxFlushDelay = DefaultFlushDelay
+		opt.MaxFlushDelay = DefaultFlushDelay * time.Duration(len(addrs))
 		if c.client != nil {
 			c.client(&opt)
 		}
