@@ -51,7 +51,13 @@
 //     node, and rueidis-km2, its default KeyMajority 2 (three keys on the
 //     one node: it takes a single client, and spreads its keys over nodes
 //     only through Redis Cluster). Waiters wake on client-side caching
-//     invalidations.
+//     invalidations;
+//   - floor: no library, the least a lock can cost: SET NX PX to take the
+//     key and a compare-and-delete script to free it, on the first node,
+//     through a rueidis client with the settings rueidislock.Dial gives its
+//     own (one connection, MaxFlushDelay of rueidislock.DefaultFlushDelay);
+//     no fencing, renewal or wake-ups (it polls every 1ms). It bounds what
+//     any library can do on the host, measured in the same run.
 //
 // The go-redis clients honour context deadlines (ContextTimeoutEnabled).
 // The shapes:
@@ -69,6 +75,12 @@
 //   - frozen1of3: uncontended1 over 3 nodes, one of them frozen (SIGSTOP)
 //     for the whole run; acq-p99-ms is the 99th percentile of a lock call.
 //     redsync's unlock, which waits for every node, gets a 50ms context.
+//   - push1: floor only, the floor of a hand-off pushed by the server: one
+//     client publishes a message that another client's subscription hears,
+//     then pauses 1ms, as the contended8 workers pause; push-p50-us is the
+//     median from the start of the PUBLISH to the subscriber's callback. A
+//     hand-off of lock travels the same path, with a release script before
+//     it and the waiter's return after it.
 //
 // A failed unlock, and in contended8 a lock call that reaches its limit
 // (the TTL plus 5s), is counted rather than fatal, as unlock-errs/op and

@@ -46,13 +46,14 @@ func BenchmarkRedis(b *testing.B) {
 		impls []string // by name, from redisImpls
 		run   func(b *testing.B, dial dialFunc, servers []*redistest.Server)
 	}{
-		{"uncontended1", 1, []string{"lock", "redsync", "redislock", "rueidis", "rueidis-km2"}, redisUncontended1},
-		{"uncontended16", 1, []string{"lock", "redsync", "redislock", "rueidis"}, redisUncontended16},
+		{"uncontended1", 1, []string{"lock", "redsync", "redislock", "rueidis", "rueidis-km2", "floor"}, redisUncontended1},
+		{"uncontended16", 1, []string{"lock", "redsync", "redislock", "rueidis", "floor"}, redisUncontended16},
 		{"uncontended16-3nodes", 3, []string{"lock", "redsync"}, redisUncontended16},
 		{"uncontended16-5nodes", 5, []string{"lock", "redsync"}, redisUncontended16},
 		{"contended8", 1, []string{"lock", "redsync", "redislock", "rueidis"}, redisContended8},
 		{"contended8-3nodes", 3, []string{"lock", "redsync"}, redisContended8},
 		{"frozen1of3", 3, []string{"lock", "redsync"}, redisFrozen1of3},
+		{"push1", 1, []string{"floor"}, redisPush1},
 	} {
 		b.Run(shape.name, func(b *testing.B) {
 			for _, name := range shape.impls {
@@ -124,6 +125,7 @@ var redisImpls = map[string]dialFunc{
 	"redislock":   dialRedislock,
 	"rueidis":     dialRueidis(1),
 	"rueidis-km2": dialRueidis(2),
+	"floor":       dialFloor,
 }
 
 // leaseRedis is this library: rueidislock.Dial with default options, and a
