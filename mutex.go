@@ -26,8 +26,6 @@ type Mutex struct {
 	live   liveSet       // the leases Close must end
 
 	mutants mutants // negative controls: zero in production
-
-	lastWait atomic.Int64 // the latest Request.Since given, in Unix ns
 }
 
 // New returns a Mutex that locks keys in b, with opts as the defaults of
@@ -157,7 +155,7 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 		// An Acquire that may wait tells a backend that keeps waiters'
 		// places from its first attempt on, so that the backend can queue
 		// it at its first refusal. Other backends are spared the cost.
-		req.Since, req.Wait = m.waitStart(), s.delay(1)
+		req.Since, req.Wait = waitStart(), s.delay(1)
 	}
 	if s.obs.on() {
 		return m.acquireObserved(ctx, s, retries, req)
@@ -232,7 +230,7 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 			return nil, notAcquired(ctx, req.Key, errs)
 		}
 		if req.Since.IsZero() {
-			req.Since = m.waitStart()
+			req.Since = waitStart()
 		}
 		if st != nil && st.since.IsZero() {
 			st.since = time.Now() // the wait the Observer reports starts here
@@ -323,20 +321,24 @@ func (m *Mutex) grant(ctx context.Context, s *settings, req *Request, res *Resul
 	return l, nil
 }
 
+// lastWait is the latest Request.Since that waitStart gave, in Unix ns.
+var lastWait atomic.Int64
+
 // waitStart returns the time for Request.Since of an Acquire that begins
-// to wait: now, made later by a nanosecond or more if another Acquire of m
-// got that instant, so that no two waits of a Mutex share a Since, which a
+// to wait: now, made later by a nanosecond or more if another Acquire got
+// that instant, so that no two waits in the process share a Since, which a
 // backend may use to tell its waiters apart (rueidislock names a waiter in
-// a queue on the server by it). Clocks too coarse to tell two calls apart
-// exist, as on Windows.
-func (m *Mutex) waitStart() time.Time {
+// a queue on the server by it). It is kept for the process, not for each
+// Mutex, since Mutexes may share a backend. Clocks too coarse to tell two
+// calls apart exist, as on Windows.
+func waitStart() time.Time {
 	now := time.Now()
 	for {
-		last := m.lastWait.Load()
+		last := lastWait.Load()
 		if now.UnixNano() <= last {
 			now = now.Add(time.Duration(last - now.UnixNano() + 1))
 		}
-		if m.lastWait.CompareAndSwap(last, now.UnixNano()) {
+		if lastWait.CompareAndSwap(last, now.UnixNano()) {
 			return now
 		}
 	}
