@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,9 +22,12 @@ type Mutex struct {
 	defaults settings // from New's options, validated
 	err      error    // from New's arguments; returned by every call
 
-	closed atomic.Bool
-	done   chan struct{} // closed by Close; wakes waits between attempts
-	live   liveSet       // the leases Close must end
+	closed    atomic.Bool
+	closing   sync.RWMutex       // held by Close while it sets closed
+	acquiring sync.WaitGroup     // Acquires under way, which Close waits for
+	closeCtx  context.Context    // done when Close begins: ends waits between attempts
+	closeNow  context.CancelFunc // ends closeCtx
+	live      liveSet            // the leases Close must end
 
 	mutants mutants // negative controls: zero in production
 }
@@ -34,7 +38,8 @@ type Mutex struct {
 // New does not fail: a nil backend or a bad option makes every call of the
 // Mutex return an error matching ErrInvalid that names it.
 func New(b Backend, opts ...Option) *Mutex {
-	m := &Mutex{b: b, done: make(chan struct{})}
+	m := &Mutex{b: b}
+	m.closeCtx, m.closeNow = context.WithCancel(context.Background())
 	m.defaults = defaultSettings()
 	for _, o := range opts {
 		if o != nil {
@@ -83,20 +88,44 @@ func (m *Mutex) AcquireNS(ctx context.Context, key string, opts ...Option) (*Lea
 
 // Close ends every lease still held through m, with ErrClosed as the cause of
 // its context, releases its key, waits for its renewal to stop, and closes the
-// backend. Calls made after Close return ErrClosed. Close is idempotent.
+// backend. Acquires that wait end with ErrClosed, and Close waits for them:
+// one the backend granted gives the key back, and one that waited leaves
+// the backend's queue, before the backend closes. So Close must not be
+// called from an Observer's callback, which an Acquire may be running.
+// Calls made after Close return ErrClosed. Close is idempotent.
 func (m *Mutex) Close() error {
-	if m == nil || !m.closed.CompareAndSwap(false, true) {
+	if m == nil {
 		return nil
 	}
-	close(m.done)
+	m.closing.Lock()
+	first := m.closed.CompareAndSwap(false, true)
+	m.closing.Unlock()
+	if !first {
+		return nil
+	}
+	m.closeNow()
 	for _, l := range m.live.close() {
 		l.end(ErrClosed)
 		_ = l.release(context.Background(), nil)
 	}
+	m.acquiring.Wait()
 	if m.b == nil {
 		return nil
 	}
 	return m.b.Close()
+}
+
+// enter counts an Acquire that waits as under way, so that Close waits
+// for it, and reports true; once Close began it counts nothing and reports
+// false.
+func (m *Mutex) enter() bool {
+	m.closing.RLock()
+	defer m.closing.RUnlock()
+	if m.closed.Load() {
+		return false
+	}
+	m.acquiring.Add(1)
+	return true
 }
 
 // settings returns the settings of one call: the defaults with opts applied.
@@ -181,16 +210,23 @@ const maxErrs = 4
 // ctx, or for an observed call ctx carrying its observers. st, if not nil,
 // counts the attempts.
 func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req Request, res Result, err error, st *acquireStats) (l *Lease, _ error) {
+	// Close waits for an Acquire that goes on past its first attempt, so
+	// that one the backend grants, or hands a key to, gives it back, and
+	// one that waited leaves the backend's queue, before the backend
+	// closes. The first attempt is not counted: its grant is the common
+	// case, which must not pay for it.
+	if !m.enter() {
+		m.leave(bctx, req)
+		return nil, ErrClosed
+	}
+	defer m.acquiring.Done()
 	defer func() {
-		// An Acquire that waited and got nothing leaves the backend's
-		// queue, if it keeps one.
-		if l == nil && !req.Since.IsZero() {
-			if lv, ok := m.waiter.(Leaver); ok {
-				lv.Leave(bctx, req)
-			}
+		if l == nil {
+			m.leave(bctx, req)
 		}
 	}()
-	var errs []error // what the backend said, for the final error
+	var errs []error         // what the backend said, for the final error
+	var wctx context.Context // bctx, ended by Close too: the waits' context
 	if err != nil || res.Acquired {
 		// An error, or a grant that came too late and was given back.
 		if errors.Is(err, ErrClosed) {
@@ -244,10 +280,17 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 			d = res.HolderTTL
 		}
 		if m.waiter != nil {
+			if wctx == nil {
+				// Close ends the waits, and waits for this Acquire.
+				var cancel context.CancelFunc
+				wctx, cancel = context.WithCancel(bctx)
+				defer cancel()
+				defer context.AfterFunc(m.closeCtx, cancel)()
+			}
 			wreq := req
 			wreq.Handle = res.Handle // the last attempt's
 			st.count()
-			res, err = m.waiter.Wait(bctx, wreq, d)
+			res, err = m.waiter.Wait(wctx, wreq, d)
 			if res.Acquired || err != nil {
 				continue
 			}
@@ -266,6 +309,17 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 		}
 		st.count()
 		res, err = m.b.Acquire(bctx, req)
+	}
+}
+
+// leave tells a backend that keeps waiters' places that the Acquire of req,
+// which may have waited, ends with no lease.
+func (m *Mutex) leave(ctx context.Context, req Request) {
+	if req.Since.IsZero() {
+		return
+	}
+	if lv, ok := m.waiter.(Leaver); ok {
+		lv.Leave(ctx, req)
 	}
 }
 
@@ -353,7 +407,7 @@ func (m *Mutex) sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-m.done:
+	case <-m.closeCtx.Done():
 		return false
 	}
 }

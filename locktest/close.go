@@ -94,7 +94,8 @@ func testGoroutines(s *suite) {
 }
 
 // Close ends every lease held through the Mutex with ErrClosed, whatever
-// its parent context and renewal, wakes waiters with ErrClosed, makes every
+// its parent context and renewal, wakes waiters with ErrClosed (also those
+// of another Mutex of the same backend, which it closes), makes every
 // later call return ErrClosed, is idempotent, and leaves no goroutine.
 func testClose(s *suite) {
 	t := s.t
@@ -104,8 +105,10 @@ func testClose(s *suite) {
 	m := lock.New(hk.wrap(b), lock.WithNamespace(ns))
 	t.Cleanup(func() { _ = m.Close() })
 	// Another client of the same backend, which Close of m does not end: a
-	// waiter on its key is woken only by the closing of m and its backend.
-	other := lock.New(b)
+	// waiter on its key is woken only by the closing of m and its backend,
+	// and one of its own waiters only by the closing of the backend.
+	ohk := newHooks()
+	other := lock.New(ohk.wrap(b))
 	t.Cleanup(func() { _ = other.Close() }) // ends its lease and that lease's renewal
 	s.expectFree(m, s.key("warm"))
 	s.expectFree(other, s.key("warm"))
@@ -139,12 +142,27 @@ func testClose(s *suite) {
 	otherKey := s.key("other")
 	ol := s.acquire(context.Background(), other, otherKey, lock.WithAutoExtend(false), lock.WithTTL(long))
 
-	waiters := map[string]<-chan result{}
-	for _, key := range []string{s.key(leases[0].name), otherKey} {
-		waiters[key] = goAcquire(s.ctx, m, key, nil, s.wakeOpts()...)
-		if !s.await(hk.failedAttempts(key, 1), "waiter's first attempt") {
+	type waiter struct {
+		what string
+		ch   <-chan result
+	}
+	var waiters []waiter
+	for _, w := range []struct {
+		what string
+		m    *lock.Mutex
+		hk   *hooks
+		key  string
+	}{
+		{"waiting on a key held through the closed Mutex", m, hk, s.key(leases[0].name)},
+		{"waiting on a key held by another client", m, hk, otherKey},
+		{"of another client of the backend, waiting on its own key", other, ohk, otherKey},
+	} {
+		failed := w.hk.failureCount(w.key)
+		ch := goAcquire(s.ctx, w.m, w.key, nil, s.wakeOpts()...)
+		if !s.await(w.hk.failedAttempts(w.key, failed+1), "first attempt of the Acquire "+w.what) {
 			return
 		}
+		waiters = append(waiters, waiter{w.what, ch})
 	}
 
 	// Close frees the keys of the leases it ends, and so may wake the
@@ -188,12 +206,9 @@ func testClose(s *suite) {
 			t.Errorf("lease %s: Extend after Close err = %v, want ErrClosed", h.name, err)
 		}
 	}
-	for key, ch := range waiters {
-		what := "waiting on a key held through the closed Mutex"
-		if key == otherKey {
-			what = "waiting on a key held by another client"
-		}
-		r, ok := s.awaitResult(ch, "Acquire "+what+" during Close")
+	for _, w := range waiters {
+		what := w.what
+		r, ok := s.awaitResult(w.ch, "Acquire "+what+" during Close")
 		if !ok {
 			continue
 		}

@@ -50,7 +50,7 @@ type Backend struct {
 	owned    bool // made by Dial: Close closes the clients
 	closed   atomic.Bool
 	closing  sync.RWMutex   // held by Close while it sets closed
-	calls    sync.WaitGroup // node calls under way, for Close to wait for
+	calls    sync.WaitGroup // calls under way, for Close to wait for (see enter)
 	notes    notifier       // wakes waiters on releases
 
 	quarantine quarantined
@@ -325,9 +325,11 @@ func redact(addr string) string {
 	return u.String()
 }
 
-// Close makes later calls fail with lock.ErrClosed, waits for the node
-// calls under way, and, for a Backend made by Dial, closes its clients. It
-// is idempotent.
+// Close makes later calls fail with lock.ErrClosed, ends the waits under
+// way, waits for the calls under way (each within a few node timeouts),
+// takes the Backend's waiters out of the queues of a single node, freeing
+// a key handed over to one of them, and, for a Backend made by Dial,
+// closes its clients. It is idempotent.
 func (b *Backend) Close() error {
 	b.closing.Lock()
 	first := b.closed.CompareAndSwap(false, true)
@@ -338,15 +340,32 @@ func (b *Backend) Close() error {
 	// Node calls that outlived their caller (those to slow nodes, once a
 	// majority had answered) end within the node timeout; repairs stop.
 	b.stop()
+	// Wake every waiter: no call can start now, and those under way end
+	// within the node timeout, which Close waits for. The waiters they
+	// leave in the queue on a single node, Close then takes out.
+	b.notes.close()
 	b.calls.Wait()
 	if len(b.nodes) == 1 {
 		b.leaveQueues()
 	}
-	b.notes.close()
 	if b.owned {
 		b.closeClients()
 	}
 	return nil
+}
+
+// enter counts n calls that may use the clients as under way, so that
+// Close waits for them before it closes the clients, and reports true;
+// once Close began it counts nothing and reports false. Each call counted
+// ends with b.calls.Done.
+func (b *Backend) enter(n int) bool {
+	b.closing.RLock()
+	defer b.closing.RUnlock()
+	if b.closed.Load() {
+		return false
+	}
+	b.calls.Add(n)
+	return true
 }
 
 func (b *Backend) closeClients() {

@@ -43,8 +43,8 @@
 // closing Backend; one that a release served as it left passes the key or
 // the wake-up on. Only a process that dies while queued leaves its name
 // there: the release that reaches it serves nobody, and the others try
-// again at their retry delay, until the queue expires with the attempt's
-// TTL.
+// again at their retry delay, until the queue expires with the longest
+// TTL of the attempts that queued in it.
 //
 // # Hand-over on a single node
 //

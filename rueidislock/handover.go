@@ -56,7 +56,7 @@ func (b *Backend) register(ctx context.Context, req *lock.Request, id string, d 
 	if err != nil {
 		return nil, false
 	}
-	expires := b.registrationLife(req.TTL, d)
+	expires := b.registrationLife(req, d)
 	sent := b.clock.now()
 	nctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
@@ -80,11 +80,12 @@ func (b *Backend) register(ctx context.Context, req *lock.Request, id string, d 
 }
 
 // registrationLife returns how long a registration for a hand-over lasts,
-// for a waiter with ttl that waits d: the wait, and the node timeout of the
-// next attempt's call, but half the TTL at most, since a hand-over later
-// than that would leave the lease too little of its validity.
-func (b *Backend) registrationLife(ttl, d time.Duration) time.Duration {
-	return max(min(d+b.timeout, ttl/2), time.Millisecond)
+// for the waiter of req that waits d: the wait, and the node timeout of
+// the next attempt's call, but half the validity (TTL - Drift) at most,
+// since a hand-over later than that would leave the lease too little of
+// it, and one after the validity would be given back at once.
+func (b *Backend) registrationLife(req *lock.Request, d time.Duration) time.Duration {
+	return max(min(d+b.timeout, (req.TTL-req.Drift)/2), time.Millisecond)
 }
 
 // grant returns the Result of the hand-over of the key to r, with token.

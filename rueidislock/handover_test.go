@@ -2,10 +2,14 @@ package rueidislock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/leaselock/lock"
 	"github.com/leaselock/lock/internal/redistest"
@@ -230,5 +234,107 @@ func TestHandOverRegistrationsOutliveKey(t *testing.T) {
 	regsTTL, _ := s.Do("PTTL", rueidislock.RegistrationsKey(key)).AsInt64()
 	if keyTTL <= 0 || regsTTL < keyTTL-100 {
 		t.Errorf("registrations expire in %d ms, the key handed over in %d ms: want them to outlive it", regsTTL, keyTTL)
+	}
+}
+
+// TestHandOverReleaseForgetsRegistration checks that the release of a
+// lease that came from a hand-over forgets its registration even when the
+// key is gone (here deleted by hand, as if it had expired): the lease is
+// over, and a registration left behind would live as long as the key stays
+// contended.
+func TestHandOverReleaseForgetsRegistration(t *testing.T) {
+	const key = "handover:forget"
+	s, addrs, l := heldOnOneNode(t, key)
+	ctx := context.Background()
+	served := queueWaiters(t, s, addrs, key, 1)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := <-served
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	if regs := registered(t, s, key); len(regs) != 1 {
+		t.Fatalf("registrations while the handed-over lease is held: %v, want its own", regs)
+	}
+	if err := s.Do("DEL", key).Error(); err != nil {
+		t.Fatal(err)
+	}
+	w.l.Release(ctx) // fails: the key is gone
+	if regs := registered(t, s, key); len(regs) != 0 {
+		t.Errorf("registrations left after the release: %v", regs)
+	}
+}
+
+// TestHandOverRegistrationWithinValidity checks that a registration lasts
+// half the lease's validity (TTL - Drift) at most: with a large drift
+// factor, half the TTL would let a hand-over come after the validity,
+// which the waiter would have to give back.
+func TestHandOverRegistrationWithinValidity(t *testing.T) {
+	const key = "handover:validity"
+	s, addrs, l := heldOnOneNode(t, key)
+	defer l.Release(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := lock.New(dial(t, addrs))
+	defer m.Close()
+	opts := []lock.Option{lock.WithTTL(10 * time.Second), lock.WithDriftFactor(0.6), lock.WithDelay(time.Minute)}
+	warmWatch(t, m, key)
+	go m.Acquire(ctx, key, opts...)
+	var reg string
+	for _, r := range waitRegistered(t, s, key, 1) {
+		reg = r
+	}
+	fields := strings.Fields(reg) // value ttl proposal expiresAtMs
+	now, err := s.Do("TIME").AsStrSlice()
+	if len(fields) != 4 || err != nil {
+		t.Fatalf("registration %q, TIME %v (err %v)", reg, now, err)
+	}
+	expires, _ := strconv.ParseInt(fields[3], 10, 64)
+	sec, _ := strconv.ParseInt(now[0], 10, 64)
+	usec, _ := strconv.ParseInt(now[1], 10, 64)
+	// Validity: 10s - (6s + 2ms drift), so 2s at most, less what passed.
+	if left := expires - (sec*1000 + usec/1000); left > 2000 {
+		t.Errorf("registration lasts %d ms more, past half the validity (2s)", left)
+	}
+}
+
+// TestHandOverDuringClose checks that a Mutex that closes while it holds a
+// key and another of its Acquires waits for it leaves nothing on the node:
+// Close's release hands the key over to that waiter, whose Acquire then
+// ends with ErrClosed, and the key it was handed must be freed before the
+// Backend's clients close, not left until its TTL.
+func TestHandOverDuringClose(t *testing.T) {
+	const key = "handover:close"
+	servers, addrs := startNodes(t, 1)
+	s := servers[0]
+	ctx := context.Background()
+	for i := range 20 {
+		m := lock.New(dial(t, addrs))
+		if _, err := m.Acquire(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		waited := make(chan error, 1)
+		go func() {
+			l, err := m.Acquire(ctx, key, lock.WithDelay(time.Minute))
+			if err == nil {
+				l.Release(ctx)
+			}
+			waited <- err
+		}()
+		waitRegistered(t, s, key, 1)
+		m.Close()
+		if err := <-waited; !errors.Is(err, lock.ErrClosed) {
+			t.Errorf("round %d: the waiting Acquire returned %v, want ErrClosed", i, err)
+		}
+		if v, err := s.Do("GET", key).ToString(); !rueidis.IsRedisNil(err) {
+			t.Fatalf("round %d: %q still holds %q after Close (err %v)", i, key, v, err)
+		}
+		if regs := registered(t, s, key); len(regs) != 0 {
+			t.Fatalf("round %d: registrations left after Close: %v", i, regs)
+		}
+		if n := queueLen(t, s, key); n != 0 {
+			t.Fatalf("round %d: %d waiters left in the queue after Close", i, n)
+		}
 	}
 }

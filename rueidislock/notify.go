@@ -39,8 +39,13 @@ type notifier struct {
 	conns   []*subConn        // per node; nil until needed
 	retryAt []time.Time       // per node: no new subscription before
 	watches map[string]*watch // by channel
-	reaper  *time.Timer       // armed while a watch is idle
-	workers sync.WaitGroup    // connecting or unsubscribing; Close waits
+	// queued holds the waiters of this process, by name, that the single
+	// node may keep in a key's queue or registrations, with their keys:
+	// Close takes them out.
+	queued  map[string]string
+	nqueued atomic.Int32   // len(queued)
+	reaper  *time.Timer    // armed while a watch is idle
+	workers sync.WaitGroup // connecting or unsubscribing; Close waits
 	closed  bool
 }
 
@@ -530,11 +535,18 @@ func (b *Backend) eachNode(ctx context.Context, nodes []int, f func(ctx context.
 // attempt itself first if its subscription is newer than that attempt,
 // which could have missed a release in between.
 func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (lock.Result, error) {
+	if !b.enter(1) {
+		return lock.Result{}, lock.ErrClosed
+	}
+	defer b.calls.Done()
 	if err := b.check(&req); err != nil {
 		return lock.Result{}, err
 	}
 	next := lock.Result{Owner: req.Owner}
 	id := b.waiterID(&req)
+	if id != "" {
+		b.notes.setQueued(id, req.Key, true) // it may register or queue below
+	}
 	w, wake := b.watch(ctx, releasedChannel(req.Key), id)
 	if w == nil {
 		if b.closed.Load() {
@@ -597,9 +609,11 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 		if reg.handedOver(up) {
 			if b.closed.Load() {
 				// Close may have freed this key and handed it to
-				// another waiter already (leaveQueues).
+				// another waiter already, or frees it once this call
+				// returns (leaveQueues).
 				return lock.Result{}, lock.ErrClosed
 			}
+			b.notes.setQueued(id, req.Key, false)
 			return reg.grant(up.token), nil
 		}
 	case <-t.C:
@@ -616,11 +630,18 @@ var _ lock.Leaver = (*Backend)(nil)
 // Where releases hand keys over, one may have handed the key to this
 // waiter: Leave then frees it before it returns, since an Acquire that
 // fails must hold nothing.
+//
+// After Close, Leave does nothing: Close took every waiter of the Backend
+// out of its queue.
 func (b *Backend) Leave(ctx context.Context, req lock.Request) {
 	id := b.waiterID(&req)
 	switch {
 	case id == "":
 	case b.handsOver():
+		if !b.enter(1) {
+			return
+		}
+		defer b.calls.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout*releaseTimeouts)
 		defer cancel()
 		b.leaveQueue(ctx, req.Key, id)
@@ -651,12 +672,9 @@ func (b *Backend) waiterID(req *lock.Request) string {
 // release took the waiter out first, and so woke it in vain, the key is
 // free: the script wakes the next waiter instead.
 func (b *Backend) dequeue(ctx context.Context, key, id string) {
-	b.closing.RLock()
-	defer b.closing.RUnlock()
-	if b.closed.Load() {
+	if !b.enter(1) {
 		return
 	}
-	b.calls.Add(1)
 	go func() {
 		defer b.calls.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
@@ -665,34 +683,56 @@ func (b *Backend) dequeue(ctx context.Context, key, id string) {
 	}()
 }
 
-// leaveQueue runs dequeueScript for waiter id of key on the single node.
+// leaveQueue runs dequeueScript for waiter id of key on the single node,
+// and once it ran, forgets the waiter.
 func (b *Backend) leaveQueue(ctx context.Context, key, id string) {
-	dequeueScript.Exec(ctx, b.nodes[0].client, singleNodeKeys(key), []string{id, releasedChannel(key)})
+	err := dequeueScript.Exec(ctx, b.nodes[0].client, singleNodeKeys(key), []string{id, releasedChannel(key)}).Error()
+	if err == nil {
+		b.notes.setQueued(id, key, false)
+	}
 }
 
-// leaveQueues takes the waiters still queued out of their keys' queues on
-// Close: their Acquires end with ErrClosed, and no release must go to them.
+// leaveQueues takes every waiter the node may keep for the Backend out of
+// its key's queue and registrations, on Close, once no call is under way:
+// their Acquires end with ErrClosed, and no release must wake them or hand
+// them a key. It frees a key handed over to one of them (dequeueScript).
+// The calls go at once, on the one connection, within one release timeout.
 func (b *Backend) leaveQueues() {
 	n := &b.notes
-	type queued struct{ key, id string }
-	var left []queued
 	n.mu.Lock()
-	for channel, w := range n.watches {
-		for _, q := range w.queue {
-			if q.id != "" {
-				left = append(left, queued{strings.TrimPrefix(channel, releasedPrefix), q.id})
-			}
-		}
-	}
+	left := n.queued
+	n.queued = nil
+	n.nqueued.Store(0)
 	n.mu.Unlock()
-	if len(left) == 0 {
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout*releaseTimeouts)
+	defer cancel()
+	var wg sync.WaitGroup
+	for id, key := range left {
+		wg.Go(func() { b.leaveQueue(ctx, key, id) })
+	}
+	wg.Wait()
+}
+
+// setQueued records whether the single node may keep waiter id of key in
+// the key's queue or registrations, for Close to take it out.
+func (n *notifier) setQueued(id, key string, queued bool) {
+	if !queued && n.nqueued.Load() == 0 {
+		// Nobody queued: the common case of a grant at the first
+		// attempt. A waiter is queued only by its own calls, which come
+		// one after the other, so it cannot be being added.
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	defer cancel()
-	for _, q := range left {
-		b.leaveQueue(ctx, q.key, q.id)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case !queued:
+		delete(n.queued, id)
+	case n.queued == nil:
+		n.queued = map[string]string{id: key}
+	default:
+		n.queued[id] = key
 	}
+	n.nqueued.Store(int32(len(n.queued)))
 }
 
 // enqueue puts waiter id in key's queue on the single node, unless the

@@ -120,13 +120,9 @@ func (b *Backend) repair(i int) {
 	if !b.quarantine.repairing[i].CompareAndSwap(false, true) {
 		return
 	}
-	b.closing.RLock()
-	if b.closed.Load() {
-		b.closing.RUnlock()
+	if !b.enter(1) {
 		return
 	}
-	b.calls.Add(1)
-	b.closing.RUnlock()
 	go func() {
 		defer b.calls.Done()
 		// A failed repair is tried again by the next attempt that finds

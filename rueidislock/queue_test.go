@@ -421,3 +421,84 @@ func TestQueueWakesOnlyItsProcess(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// TestQueueOutlivesShortTTL checks that a waiter with a short TTL does not
+// shorten the life of the queue that a waiter with a longer TTL is in: the
+// queue would expire with the first waiter still in it, and a later queue
+// would serve only those who came after.
+func TestQueueOutlivesShortTTL(t *testing.T) {
+	const key = "queue:outlive"
+	s, addrs, l := heldOnOneNode(t, key)
+	defer l.Release(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	long, short := lock.New(dial(t, addrs)), lock.New(dial(t, addrs))
+	defer long.Close()
+	defer short.Close()
+	// Warmed, each waiter queues with its first attempt and no other.
+	warmWatch(t, long, key)
+	go long.Acquire(ctx, key, lock.WithTTL(10*time.Second), lock.WithDelay(time.Minute))
+	waitRegistered(t, s, key, 1)
+	warmWatch(t, short, key)
+	go short.Acquire(ctx, key, lock.WithTTL(time.Second), lock.WithDelay(time.Minute))
+	waitRegistered(t, s, key, 2)
+	if ttl, _ := s.Do("PTTL", rueidislock.QueueKey(key)).AsInt64(); ttl < 9000 {
+		t.Errorf("queue expires in %d ms, after a waiter with a 1s TTL joined one with 10s: want about 10s", ttl)
+	}
+}
+
+// pauseAfterWait is a Backend whose Wait, once the Backend's Wait returned,
+// tells paused and holds its caller until resume is closed: a waiter
+// between two waits, out of the Backend's watch but still in the node's
+// queue.
+type pauseAfterWait struct {
+	*rueidislock.Backend
+	paused chan struct{}
+	resume chan struct{}
+}
+
+func (p *pauseAfterWait) Wait(ctx context.Context, req lock.Request, d time.Duration) (lock.Result, error) {
+	res, err := p.Backend.Wait(ctx, req, d)
+	select {
+	case p.paused <- struct{}{}:
+	default:
+	}
+	<-p.resume
+	return res, err
+}
+
+// TestCloseLeavesWaitersBetweenWaits checks that closing a Backend takes
+// every waiter of its process out of the node's queue and registrations,
+// also one that is between two waits at that moment, and so in no watch
+// of the Backend: left there, it would be woken, or handed the key, after
+// it is gone.
+func TestCloseLeavesWaitersBetweenWaits(t *testing.T) {
+	const key = "queue:close-between"
+	s, addrs, l := heldOnOneNode(t, key)
+	defer l.Release(context.Background())
+	b := &pauseAfterWait{Backend: dial(t, addrs), paused: make(chan struct{}, 1), resume: make(chan struct{})}
+	m := lock.New(b)
+	defer m.Close()
+	got := make(chan error, 1)
+	go func() {
+		_, err := m.Acquire(context.Background(), key, lock.WithDelay(50*time.Millisecond), lock.WithJitter(0))
+		got <- err
+	}()
+	<-b.paused
+	if n := queueLen(t, s, key); n != 1 {
+		t.Fatalf("%d waiters queued between two waits, want 1", n)
+	}
+	if err := b.Backend.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := queueLen(t, s, key); n != 0 {
+		t.Errorf("%d waiters left in the queue after Close", n)
+	}
+	if regs := registered(t, s, key); len(regs) != 0 {
+		t.Errorf("registrations left after Close: %v", regs)
+	}
+	close(b.resume)
+	if err := <-got; !errors.Is(err, lock.ErrClosed) {
+		t.Errorf("the waiting Acquire returned %v, want ErrClosed", err)
+	}
+}

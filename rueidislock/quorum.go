@@ -132,18 +132,13 @@ func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.
 		return replySet{one: report(i, call(nctx, i, b.nodes[i]))}
 	}
 	rs := replySet{ch: make(chan reply, len(nodes))}
-	// Close waits for the calls: the lock on closing keeps it from
-	// waiting before they are counted.
-	b.closing.RLock()
-	if b.closed.Load() {
-		b.closing.RUnlock()
+	// Close waits for the calls, which may outlive their caller.
+	if !b.enter(len(nodes)) {
 		for _, i := range nodes {
 			rs.ch <- reply{node: i, err: lock.ErrClosed}
 		}
 		return rs
 	}
-	b.calls.Add(len(nodes))
-	b.closing.RUnlock()
 	// One context bounds every call, rather than one each: they share
 	// the deadline, and a timer per node costs more than the calls' other
 	// bookkeeping. The last call to return cancels it.
@@ -191,6 +186,21 @@ func (b *Backend) check(req *lock.Request) error {
 // majority has granted or enough nodes have refused: see the package
 // documentation for the algorithm and its fencing tokens.
 func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, error) {
+	if !b.enter(1) {
+		return lock.Result{}, lock.ErrClosed
+	}
+	defer b.calls.Done()
+	res, err := b.acquire(ctx, req)
+	// A refusal queued the waiter (and so may a call whose reply was lost);
+	// a grant took it out.
+	if id := b.waiterID(&req); id != "" {
+		b.notes.setQueued(id, req.Key, !res.Acquired)
+	}
+	return res, err
+}
+
+// acquire is Acquire, once Close is sure to wait for it.
+func (b *Backend) acquire(ctx context.Context, req lock.Request) (lock.Result, error) {
 	if err := b.check(&req); err != nil {
 		return lock.Result{}, err
 	}
@@ -222,7 +232,7 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	if registers {
 		// A refusal registers the waiter for a hand-over (see handover.go)
 		// with this attempt's value, for the wait that follows.
-		args[4] = strconv.FormatInt(b.registrationLife(req.TTL, req.Wait).Milliseconds(), 10)
+		args[4] = strconv.FormatInt(b.registrationLife(&req, req.Wait).Milliseconds(), 10)
 	}
 	if waiter != "" {
 		keys = append(keys, queueKey(req.Key), registrationsKey(req.Key))
@@ -475,9 +485,10 @@ func parseAcquire(res rueidis.RedisResult) reply {
 // lock.ErrNotHeld when too many nodes no longer hold it for a majority to be
 // possible, and the nodes' errors when it could not tell.
 func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, error) {
-	if b.closed.Load() {
+	if !b.enter(1) {
 		return lock.Result{}, lock.ErrClosed
 	}
+	defer b.calls.Done()
 	if q := b.quarantine.after; q > 0 && req.TTL > q {
 		return lock.Result{}, lock.Invalid("ttl", req.TTL, fmt.Sprintf("must not exceed the nodes' quarantine (%v)", q))
 	}
@@ -518,9 +529,10 @@ func (b *Backend) Extend(ctx context.Context, req lock.Request) (lock.Result, er
 // retries: a key that is gone stays gone. It returns once a majority has
 // released the key, or every node has answered.
 func (b *Backend) Release(ctx context.Context, req lock.Request) error {
-	if b.closed.Load() {
+	if !b.enter(1) {
 		return lock.ErrClosed
 	}
+	defer b.calls.Done()
 	want, waiter := b.quorum, ""
 	if att, ok := req.Handle.(*attempt); ok {
 		waiter = att.waiter

@@ -48,7 +48,8 @@ if cur and cur ~= ARGV[1] then
 		if not redis.call('LPOS', KEYS[3], ARGV[4]) then
 			redis.call('RPUSH', KEYS[3], ARGV[4])
 		end
-		redis.call('PEXPIRE', KEYS[3], ARGV[2])
+		redis.call('PEXPIRE', KEYS[3], ARGV[2], 'NX')
+		redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
 		if ARGV[5] ~= '' then
 			local t = redis.call('TIME')
 			local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -121,8 +122,10 @@ return 0
 //
 // On a single node it takes the first waiter out of the key's queue KEYS[2]
 // and serves it alone (see announce), and it forgets the registration of
-// the releasing waiter ARGV[4], if any, in KEYS[3]; KEYS[4] is the key's
-// fencing counter.
+// the releasing waiter ARGV[4], if any, in KEYS[3], even if the key had
+// expired: the lease is over either way, and a registration left behind
+// would live on with every later one. KEYS[4] is the key's fencing
+// counter.
 var releaseScript = rueidis.NewLuaScript(releaseLua)
 
 // undoWakingScript is releaseScript sent as EVAL, for the undo of an
@@ -188,11 +191,11 @@ end
 
 // releaseLua is the body of releaseScript.
 const releaseLua = announceLua + `
+if KEYS[3] and ARGV[4] ~= '' then
+	redis.call('HDEL', KEYS[3], ARGV[4])
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
-	if KEYS[3] and ARGV[4] ~= '' then
-		redis.call('HDEL', KEYS[3], ARGV[4])
-	end
 	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3])
 	return 1
 end
@@ -210,7 +213,8 @@ end
 if not redis.call('LPOS', KEYS[2], ARGV[1]) then
 	redis.call('RPUSH', KEYS[2], ARGV[1])
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2], 'NX')
+redis.call('PEXPIRE', KEYS[2], ARGV[2], 'GT')
 return 1
 `)
 
@@ -237,9 +241,10 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. string.format('%.0f', now + tonumber(ARGV[5])))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
--- The registrations live as long as the longest TTL registered: a
--- shorter one must not cut another waiter's.
+-- The queue and the registrations live as long as the longest TTL
+-- registered: a shorter one must not cut another waiter's.
+redis.call('PEXPIRE', KEYS[2], ARGV[3], 'NX')
+redis.call('PEXPIRE', KEYS[2], ARGV[3], 'GT')
 redis.call('PEXPIRE', KEYS[3], ARGV[3], 'NX')
 redis.call('PEXPIRE', KEYS[3], ARGV[3], 'GT')
 return 1
