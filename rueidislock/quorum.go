@@ -190,17 +190,19 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 		return lock.Result{}, lock.ErrClosed
 	}
 	defer b.calls.Done()
-	res, err := b.acquire(ctx, req)
+	waiter := b.waiterID(&req)
+	res, err := b.acquire(ctx, req, waiter)
 	// A refusal queued the waiter (and so may a call whose reply was lost);
 	// a grant took it out.
-	if id := b.waiterID(&req); id != "" {
-		b.notes.setQueued(id, req.Key, !res.Acquired)
+	if waiter != "" {
+		b.notes.setQueued(waiter, req.Key, !res.Acquired)
 	}
 	return res, err
 }
 
-// acquire is Acquire, once Close is sure to wait for it.
-func (b *Backend) acquire(ctx context.Context, req lock.Request) (lock.Result, error) {
+// acquire is Acquire, once Close is sure to wait for it, for the waiter
+// named waiter (see waiterID).
+func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) (lock.Result, error) {
 	if err := b.check(&req); err != nil {
 		return lock.Result{}, err
 	}
@@ -220,7 +222,6 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	deadline := sent.Add(req.TTL - req.Drift)
 	proposal := b.proposal()
 	script := acquireScript
-	waiter := b.waiterID(&req)
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter, "", ""}
 	if waiter != "" && req.Owner != "" {
