@@ -291,9 +291,10 @@ func (m *Mutex) retry(ctx, bctx context.Context, s *settings, retries int, req R
 			wreq.Handle = res.Handle // the last attempt's
 			st.count()
 			res, err = m.waiter.Wait(wctx, wreq, d)
-			if res.Acquired || err != nil {
+			if res.Acquired || err != nil && !m.closed.Load() {
 				continue
 			}
+			// A wait that Close ended, with an error or not, ends here.
 		} else if !m.sleep(ctx, d) && !m.closed.Load() {
 			return nil, notAcquired(ctx, req.Key, errs)
 		}

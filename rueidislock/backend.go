@@ -345,6 +345,7 @@ func (b *Backend) Close() error {
 	// leave in the queue on a single node, Close then takes out.
 	b.notes.close()
 	b.calls.Wait()
+	b.notes.closeConns()
 	if len(b.nodes) == 1 {
 		b.leaveQueues()
 	}

@@ -488,8 +488,8 @@ func subscriber(c rueidis.Client) rueidis.Client {
 	return shards[addrs[0]]
 }
 
-// close gives back every subscribing connection, once no worker uses
-// them.
+// close stops the notifier and wakes every waiter; closeConns, once no
+// call is under way, gives the connections back.
 func (n *notifier) close() {
 	n.mu.Lock()
 	n.closed = true
@@ -506,6 +506,11 @@ func (n *notifier) close() {
 		}
 	}
 	n.mu.Unlock()
+}
+
+// closeConns gives the subscribing connections back, once close was called
+// and no Wait is under way to use them.
+func (n *notifier) closeConns() {
 	n.workers.Wait()
 	for _, c := range n.conns {
 		if c != nil && c.cancel != nil {
@@ -544,9 +549,6 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 	}
 	next := lock.Result{Owner: req.Owner}
 	id := b.waiterID(&req)
-	if id != "" {
-		b.notes.setQueued(id, req.Key, true) // it may register or queue below
-	}
 	w, wake := b.watch(ctx, releasedChannel(req.Key), id)
 	if w == nil {
 		if b.closed.Load() {
@@ -595,12 +597,14 @@ func (b *Backend) Wait(ctx context.Context, req lock.Request, d time.Duration) (
 		if reg, free = b.register(ctx, &req, id, d); free {
 			return next, nil
 		}
+		b.notes.setQueued(id, req.Key, true) // or may be, if the reply was lost
 	case ok && !att.queued:
 		// The last attempt was refused before the caller began to wait,
 		// so it did not queue: queue now, unless the key is free.
 		if b.enqueue(ctx, req.Key, id, req.TTL) {
 			return next, nil
 		}
+		b.notes.setQueued(id, req.Key, true) // or may be, if the reply was lost
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -684,12 +688,12 @@ func (b *Backend) dequeue(ctx context.Context, key, id string) {
 }
 
 // leaveQueue runs dequeueScript for waiter id of key on the single node,
-// and once it ran, forgets the waiter.
+// and forgets the waiter, even if the call failed: the node forgets it
+// with the queue's TTL, and a Backend must not keep every waiter a failing
+// node did not answer for.
 func (b *Backend) leaveQueue(ctx context.Context, key, id string) {
-	err := dequeueScript.Exec(ctx, b.nodes[0].client, singleNodeKeys(key), []string{id, releasedChannel(key)}).Error()
-	if err == nil {
-		b.notes.setQueued(id, key, false)
-	}
+	dequeueScript.Exec(ctx, b.nodes[0].client, singleNodeKeys(key), []string{id, releasedChannel(key)})
+	b.notes.setQueued(id, key, false)
 }
 
 // leaveQueues takes every waiter the node may keep for the Backend out of

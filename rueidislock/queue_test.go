@@ -502,3 +502,72 @@ func TestCloseLeavesWaitersBetweenWaits(t *testing.T) {
 		t.Errorf("the waiting Acquire returned %v, want ErrClosed", err)
 	}
 }
+
+// TestGrantDuringClose checks that an attempt granted while the Backend
+// closes gives its key back before the clients close, instead of returning
+// a grant that no Release can free: the key would stay until its TTL.
+func TestGrantDuringClose(t *testing.T) {
+	const key = "close:grant"
+	servers, _ := startNodes(t, 1)
+	s := servers[0]
+	p := redistest.StartProxy(t, s.Addr())
+	b := dial(t, []string{p.Addr()}, rueidislock.WithNodeTimeout(time.Second))
+	m := lock.New(b)
+	defer m.Close()
+	ctx := context.Background()
+	// Loads the script, so that the attempt's EVALSHA needs no reply to run.
+	l, err := m.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Set(redistest.HoldReplies(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l, err := m.TryAcquire(ctx, key)
+		if err == nil {
+			t.Error("TryAcquire returned a lease of a closed Backend")
+			l.Release(ctx)
+		}
+		got <- err
+	}()
+	// The node granted; its reply is held.
+	if !pollUntil(5*time.Second, func() bool { return mustInt(s.Do("EXISTS", key)) == 1 }) {
+		t.Fatal("the attempt did not reach the node")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	// Close began: new calls fail with ErrClosed, where before they failed
+	// with ErrInvalid, for a TTL too short, without a node call.
+	if !pollUntil(5*time.Second, func() bool {
+		_, err := b.Acquire(ctx, lock.Request{Key: "x", TTL: time.Millisecond})
+		return errors.Is(err, lock.ErrClosed)
+	}) {
+		t.Fatal("Close did not begin")
+	}
+	if err := p.Set(redistest.Pass()); err != nil { // the grant arrives
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, lock.ErrClosed) {
+		t.Errorf("TryAcquire during Close returned %v, want ErrClosed", err)
+	}
+	if n := mustInt(s.Do("EXISTS", key)); n != 0 {
+		t.Errorf("the key granted during Close is still set after it")
+	}
+}
+
+// mustInt returns r as an int64, or -1 if it is not one.
+func mustInt(r rueidis.RedisResult) int64 {
+	n, err := r.AsInt64()
+	if err != nil {
+		return -1
+	}
+	return n
+}

@@ -197,6 +197,13 @@ func (b *Backend) Acquire(ctx context.Context, req lock.Request) (lock.Result, e
 	if waiter != "" {
 		b.notes.setQueued(waiter, req.Key, !res.Acquired)
 	}
+	if res.Acquired && b.closed.Load() {
+		// Close began during the attempt, and waits for it: give the key
+		// back while the clients are open, as no Release can after Close.
+		req.Owner, req.Token, req.Handle = res.Owner, res.Token, res.Handle
+		_ = b.release(ctx, req)
+		return lock.Result{}, lock.ErrClosed
+	}
 	return res, err
 }
 
@@ -534,6 +541,11 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 		return lock.ErrClosed
 	}
 	defer b.calls.Done()
+	return b.release(ctx, req)
+}
+
+// release is Release, once Close is sure to wait for it.
+func (b *Backend) release(ctx context.Context, req lock.Request) error {
 	want, waiter := b.quorum, ""
 	if att, ok := req.Handle.(*attempt); ok {
 		waiter = att.waiter
