@@ -53,10 +53,12 @@
 //     only through Redis Cluster). Waiters wake on client-side caching
 //     invalidations;
 //   - floor: no library, the least a lock can cost: SET NX PX to take the
-//     key and a compare-and-delete script to free it, on the first node,
-//     through a rueidis client with the settings rueidislock.Dial gives its
-//     own (one connection, MaxFlushDelay of rueidislock.DefaultFlushDelay);
-//     no fencing, renewal or wake-ups (it polls every 1ms). It bounds what
+//     key and a compare-and-delete script to free it, through rueidis
+//     clients with the settings rueidislock.Dial gives its own (one
+//     connection, MaxFlushDelay of rueidislock.DefaultFlushDelay per
+//     node); over several nodes each call goes to every node at once, a
+//     goroutine per node, and the key is held once a majority set it. No
+//     fencing, renewal or wake-ups (it polls every 1ms). It bounds what
 //     any library can do on the host, measured in the same run.
 //
 // The go-redis clients honour context deadlines (ContextTimeoutEnabled).

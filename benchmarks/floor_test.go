@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,14 +20,14 @@ import (
 // rueidislock.Dial sets up its own. It is measured in the same run as the
 // libraries, as the bound that none of them can beat on this host.
 
-// floorClient returns a client for the node at addr with the settings
-// rueidislock.Dial gives a single node's client, closed when b ends.
-func floorClient(b *testing.B, addr string) rueidis.Client {
+// floorClient returns a client for the node at addr, one of nodes, with
+// the settings rueidislock.Dial gives its clients, closed when b ends.
+func floorClient(b *testing.B, addr string, nodes int) rueidis.Client {
 	c, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress:       []string{addr},
 		DisableCache:      true,
 		PipelineMultiplex: -1,
-		MaxFlushDelay:     rueidislock.DefaultFlushDelay,
+		MaxFlushDelay:     rueidislock.DefaultFlushDelay * time.Duration(nodes),
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -36,12 +37,14 @@ func floorClient(b *testing.B, addr string) rueidis.Client {
 }
 
 // floorLocker takes a key with SET NX PX, and frees it with a
-// compare-and-delete script, on the first node only: two round trips, the
-// least a lock that frees only its own key can do. It has no fencing, no
-// renewal, no validity and no wake-ups: a refused lock polls every 1ms.
+// compare-and-delete script: two round trips, the least a lock that frees
+// only its own key can do. Over several nodes it sends each call to every
+// node at once, a goroutine per node, as a quorum lock must, and holds the
+// key once a majority set it. It has no fencing, no renewal, no validity
+// and no wake-ups: a refused lock polls every 1ms.
 type floorLocker struct {
-	c    rueidis.Client
-	next atomic.Uint64 // makes each lock's value
+	clients []rueidis.Client
+	next    atomic.Uint64 // makes each lock's value
 }
 
 // floorUnlock deletes KEYS[1] if it holds ARGV[1].
@@ -56,18 +59,54 @@ return 0
 type floorHeld struct{ key, value string }
 
 func dialFloor(b *testing.B, addrs []string, _ bool) redisLocker {
-	return &floorLocker{c: floorClient(b, addrs[0])}
+	l := &floorLocker{}
+	for _, addr := range addrs {
+		l.clients = append(l.clients, floorClient(b, addr, len(addrs)))
+	}
+	return l
+}
+
+// each runs call on every node, at once if there are several, and returns
+// how many calls succeeded.
+func (l *floorLocker) each(call func(c rueidis.Client) bool) int {
+	if len(l.clients) == 1 {
+		if call(l.clients[0]) {
+			return 1
+		}
+		return 0
+	}
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for _, c := range l.clients {
+		wg.Go(func() {
+			if call(c) {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(ok.Load())
 }
 
 func (l *floorLocker) lock(ctx context.Context, key string) (any, error) {
-	value := strconv.FormatUint(l.next.Add(1), 36)
+	h := floorHeld{key, strconv.FormatUint(l.next.Add(1), 36)}
 	for {
-		err := l.c.Do(ctx, l.c.B().Set().Key(key).Value(value).Nx().Px(lock.DefaultTTL).Build()).Error()
-		if err == nil {
-			return floorHeld{key, value}, nil
+		var failed atomic.Value
+		set := l.each(func(c rueidis.Client) bool {
+			err := c.Do(ctx, c.B().Set().Key(key).Value(h.value).Nx().Px(lock.DefaultTTL).Build()).Error()
+			if err != nil && !rueidis.IsRedisNil(err) {
+				failed.Store(err)
+			}
+			return err == nil
+		})
+		if set > len(l.clients)/2 {
+			return h, nil
 		}
-		if !rueidis.IsRedisNil(err) {
+		if err, _ := failed.Load().(error); err != nil {
 			return nil, err
+		}
+		if set > 0 {
+			l.unlock(ctx, h) // a minority: give it back
 		}
 		select { // held by another: poll
 		case <-time.After(time.Millisecond):
@@ -79,7 +118,15 @@ func (l *floorLocker) lock(ctx context.Context, key string) (any, error) {
 
 func (l *floorLocker) unlock(ctx context.Context, held any) error {
 	h := held.(floorHeld)
-	return floorUnlock.Exec(ctx, l.c, []string{h.key}, []string{h.value}).Error()
+	var failed atomic.Value
+	l.each(func(c rueidis.Client) bool {
+		if err := floorUnlock.Exec(ctx, c, []string{h.key}, []string{h.value}).Error(); err != nil {
+			failed.Store(err)
+		}
+		return true
+	})
+	err, _ := failed.Load().(error)
+	return err
 }
 
 // redisPush1 is the floor of a hand-off pushed by the server, as lock's
@@ -90,8 +137,8 @@ func (l *floorLocker) unlock(ctx context.Context, held any) error {
 // PUBLISH call to the subscriber's callback. A hand-off does more: the
 // release script's work, and the waiter's return.
 func redisPush1(b *testing.B, _ dialFunc, servers []*redistest.Server) {
-	pub := floorClient(b, servers[0].Addr())
-	sub, cancel := floorClient(b, servers[0].Addr()).Dedicate()
+	pub := floorClient(b, servers[0].Addr(), 1)
+	sub, cancel := floorClient(b, servers[0].Addr(), 1).Dedicate()
 	b.Cleanup(cancel)
 	heard := make(chan time.Time, 1)
 	sub.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(rueidis.PubSubMessage) { heard <- time.Now() }})

@@ -48,8 +48,8 @@ func BenchmarkRedis(b *testing.B) {
 	}{
 		{"uncontended1", 1, []string{"lock", "redsync", "redislock", "rueidis", "rueidis-km2", "floor"}, redisUncontended1},
 		{"uncontended16", 1, []string{"lock", "redsync", "redislock", "rueidis", "floor"}, redisUncontended16},
-		{"uncontended16-3nodes", 3, []string{"lock", "redsync"}, redisUncontended16},
-		{"uncontended16-5nodes", 5, []string{"lock", "redsync"}, redisUncontended16},
+		{"uncontended16-3nodes", 3, []string{"lock", "redsync", "floor"}, redisUncontended16},
+		{"uncontended16-5nodes", 5, []string{"lock", "redsync", "floor"}, redisUncontended16},
 		{"contended8", 1, []string{"lock", "redsync", "redislock", "rueidis"}, redisContended8},
 		{"contended8-3nodes", 3, []string{"lock", "redsync"}, redisContended8},
 		{"frozen1of3", 3, []string{"lock", "redsync"}, redisFrozen1of3},
