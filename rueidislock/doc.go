@@ -29,7 +29,9 @@
 // the lock as soon as a majority granted it, before the deadline, which is
 // the time of sending plus the TTL minus the drift; it fails as soon as
 // enough nodes refused that a majority is out of reach. A failed attempt
-// deletes its value from every node, also from those that answer late.
+// deletes its value from every node, also from those that answer late; a
+// node whose grant is heard after the lease's release is sent that delete
+// only if the release did not delete the key there itself.
 // Extend and Release check the value too (compare-and-PEXPIRE,
 // compare-and-delete); an extension counts only with a majority before the
 // lease's deadline, and never sets a key that is gone. A release publishes

@@ -405,3 +405,61 @@ func checkF6(t *testing.T, mutate func(*rueidislock.Backend)) (violations []stri
 // backend as shipped.
 func TestF3LateFenceRefused(t *testing.T) { failOn(t, checkF3(t, nil)) }
 func TestF6ProposalClocks(t *testing.T)   { failOn(t, checkF6(t, nil)) }
+
+// TestLateGrantReleasedNotUndone checks that a node whose grant arrives
+// after the lease was released, by a release that deleted the key there
+// (it ran after the grant), is not sent an undo as well: over several
+// nodes the lease is granted by the others first, and its release often
+// reaches the last node before that node's grant is heard. The undo would
+// be a script sent for nothing on every such cycle.
+func TestLateGrantReleasedNotUndone(t *testing.T) {
+	const key = "late:released"
+	servers, addrs := startNodes(t, 3)
+	slow := redistest.StartProxy(t, addrs[2])
+	addrs[2] = slow.Addr()
+	ctx := context.Background()
+	// Load the scripts on every node, so that no NOSCRIPT fallback counts,
+	// with a Backend whose Close waits for all its calls.
+	warm := lock.New(dial(t, addrs))
+	l, err := warm.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	warm.Close()
+	b := dial(t, addrs, rueidislock.WithNodeTimeout(time.Second))
+	m := lock.New(b)
+	defer m.Close()
+	if err := servers[2].Do("CONFIG", "RESETSTAT").Error(); err != nil {
+		t.Fatal(err)
+	}
+	// The slow node's replies come 50ms late: the lease is granted by the
+	// other two, and released on all three before the slow node's grant
+	// is heard.
+	if err := slow.Set(redistest.HoldReplies(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	l, err = m.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Close waits for the node calls still under way: the slow node's
+	// grant, and what it does about it.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := infoField(t, servers[2], "commandstats", "cmdstat_evalsha", "calls"); n != 2 {
+		t.Fatalf("the slow node ran %d scripts by EVALSHA, want 2: the attempt and the release", n)
+	}
+	if n := infoField(t, servers[2], "commandstats", "cmdstat_eval", "calls"); n != 0 {
+		t.Errorf("the slow node was sent %d undos (EVAL) after a release that deleted the key there", n)
+	}
+	if n := mustInt(servers[2].Do("EXISTS", key)); n != 0 {
+		t.Errorf("the key is left on the slow node")
+	}
+}

@@ -33,6 +33,14 @@ type attempt struct {
 	over  bool
 	state []nodeState  // per node, as answered before the attempt was over
 	buf   [7]nodeState // state's room, for up to 7 nodes
+
+	// The release of the attempt's lease, over several nodes: relDone is
+	// closed once it answered on every node (nil if the attempt was not
+	// released), relFreed says on which it deleted the key, and relLeft
+	// how many have not answered yet.
+	relDone  chan struct{}
+	relFreed []bool
+	relLeft  int
 }
 
 // nodeState is what an attempt knows of its key on one node.
@@ -76,6 +84,59 @@ func (a *attempt) end() (nodes []int, held int) {
 		}
 	}
 	return nodes, held
+}
+
+// beginRelease marks the attempt over, by the release of its lease to
+// nodes nodes, and returns how many nodes are known to hold the key.
+func (a *attempt) beginRelease(nodes int) (held int) {
+	a.mu.Lock()
+	if nodes > 1 {
+		a.relDone, a.relFreed, a.relLeft = make(chan struct{}), make([]bool, nodes), nodes
+	}
+	a.mu.Unlock()
+	_, held = a.end()
+	return held
+}
+
+// releasedOn records the release's answer from node i: whether it deleted
+// the key there.
+func (a *attempt) releasedOn(i int, freed bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.relDone == nil {
+		return
+	}
+	a.relFreed[i] = freed
+	if a.relLeft--; a.relLeft == 0 {
+		close(a.relDone)
+	}
+}
+
+// mustUndo reports whether node i, which answered the attempt after it was
+// over, must have its grant undone: it need not if the attempt's lease was
+// released and the release deleted the key on node i, which it can have
+// done only after the grant, since the script runs once (an EVALSHA
+// refused with NOSCRIPT did nothing, and the EVAL after it is the run).
+// Over several nodes a release often reaches the last node before that
+// node's grant is heard, as the lease is granted by the others first. It
+// waits up to bound for the release's answers.
+func (a *attempt) mustUndo(i int, bound time.Duration) bool {
+	a.mu.Lock()
+	done := a.relDone
+	a.mu.Unlock()
+	if done == nil {
+		return true
+	}
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.relFreed[i]
 }
 
 // reply is one node's answer to a script.
@@ -265,7 +326,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	// are bounded by the node timeout and the deadline instead.
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, b.clock.system(deadline), b.all(), func(nctx context.Context, i int, n node) reply {
 		r := parseAcquire(script.Exec(nctx, n.client, keys, args))
-		if att.settle(i, r) && (r.ok || r.err != nil) && !b.knobs.noUndo {
+		if att.settle(i, r) && (r.ok || r.err != nil) && !b.knobs.noUndo && att.mustUndo(i, b.timeout*releaseTimeouts) {
 			// This node granted, or may have, after the attempt was given
 			// up or its lease released (a NOSCRIPT fallback can land after
 			// the release, a timed-out call when a frozen node thaws):
@@ -348,7 +409,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	// undo of those that failed runs on, within the node timeout, since a
 	// node that failed once is likely to fail again, slowly.
 	if undo, held := att.end(); len(undo) > 0 && !b.knobs.noUndo {
-		b.releaseOn(ctx, undo, held, held, req.Key, owner, "", false)
+		b.releaseOn(ctx, undo, held, held, req.Key, owner, "", nil, false)
 	}
 	if len(errs) > 0 && refused < len(b.nodes)-b.quorum+1 {
 		if denied(errs) {
@@ -547,15 +608,16 @@ func (b *Backend) Release(ctx context.Context, req lock.Request) error {
 // release is Release, once Close is sure to wait for it.
 func (b *Backend) release(ctx context.Context, req lock.Request) error {
 	want, waiter := b.quorum, ""
-	if att, ok := req.Handle.(*attempt); ok {
+	att, _ := req.Handle.(*attempt)
+	if att != nil {
 		waiter = att.waiter
 		// A node call of the Acquire still on its way (a NOSCRIPT fallback
 		// sends the script again, a frozen node runs it when it thaws)
-		// undoes its grant itself from now on.
-		_, held := att.end()
-		want = max(want, held)
+		// undoes its grant itself from now on, unless this release
+		// deleted it.
+		want = max(want, att.beginRelease(len(b.nodes)))
 	}
-	released, errs := b.releaseOn(ctx, b.all(), b.quorum, want, req.Key, req.Owner, waiter, true)
+	released, errs := b.releaseOn(ctx, b.all(), b.quorum, want, req.Key, req.Owner, waiter, att, true)
 	switch {
 	case released > 0:
 		return nil
@@ -588,8 +650,10 @@ func (b *Backend) undo(key, owner string) (*rueidis.Lua, []string, []string) {
 // passed, or all have answered; the calls it does not wait for run on. It
 // wakes waiters if notify is set: for a release, not for an undo. On a
 // single node, waiter names the registration the lease came from, if it
-// came from a hand-over, which the release forgets.
-func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner, waiter string, notify bool) (released int, errs []error) {
+// came from a hand-over, which the release forgets. att, if not nil, is
+// the attempt whose lease is released: it learns on which nodes the
+// release deleted the key (see mustUndo).
+func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner, waiter string, att *attempt, notify bool) (released int, errs []error) {
 	script, keys, args := b.undo(key, owner)
 	if notify && len(b.nodes) == 1 {
 		// The undo's keys and arguments, sent as EVALSHA.
@@ -600,8 +664,11 @@ func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, ke
 		script, keys, args = b.releaseLua(), []string{key}, []string{owner, releasedChannel(key), b.releaseName()}
 	}
 	sent := time.Now()
-	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, _ int, n node) reply {
+	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout*releaseTimeouts, time.Time{}, nodes, func(ctx context.Context, i int, n node) reply {
 		v, err := script.Exec(ctx, n.client, keys, args).AsInt64()
+		if att != nil {
+			att.releasedOn(i, err == nil && v == 1)
+		}
 		return reply{ok: v == 1, err: err}
 	})
 	var late <-chan time.Time // once need released: the grace of the rest
