@@ -18,7 +18,8 @@
 // that is promoted after a failover may not have the lock key. Use 3 or 5
 // nodes: a majority of them must be up. Dial connects to addresses; New
 // takes clients the caller built, with any rueidis option (TLS, ACL users,
-// Sentinel, Cluster).
+// Sentinel, Cluster). Every node must run Redis 7.0 or later: the scripts
+// use SET with GET, and PEXPIRE with NX and GT.
 //
 // # The algorithm
 //

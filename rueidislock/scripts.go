@@ -34,31 +34,39 @@ var acquireScript = rueidis.NewLuaScript(acquireLua)
 
 // acquireLua is the body of acquireScript, which quarantineAcquireScript
 // runs after its own check.
+//
+// A free key, the common case, costs two calls: SET NX PX takes it, and
+// SET GET stores the proposal and reads the counter, which is put back in
+// the rare case that it was not below the proposal.
 const acquireLua = `
-local c = redis.call('GET', KEYS[2]) or '0'
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] and ARGV[4] ~= '' and KEYS[4] then
-	local reg = redis.call('HGET', KEYS[4], ARGV[4])
-	if reg and string.match(reg, '^%S+') == cur then
-		cur = nil
-	end
-end
-if cur and cur ~= ARGV[1] then
-	if ARGV[4] ~= '' then
-		if not redis.call('LPOS', KEYS[3], ARGV[4]) then
-			redis.call('RPUSH', KEYS[3], ARGV[4])
-		end
-		redis.call('PEXPIRE', KEYS[3], ARGV[2], 'NX')
-		redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
-		if ARGV[5] ~= '' then
-			local t = redis.call('TIME')
-			local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-			redis.call('HSET', KEYS[4], ARGV[4], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. string.format('%.0f', now + tonumber(ARGV[5])))
-			redis.call('PEXPIRE', KEYS[4], ARGV[2], 'NX')
-			redis.call('PEXPIRE', KEYS[4], ARGV[2], 'GT')
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+	local cur = redis.call('GET', KEYS[1])
+	if cur ~= ARGV[1] and ARGV[4] ~= '' and KEYS[4] then
+		local reg = redis.call('HGET', KEYS[4], ARGV[4])
+		if reg and string.match(reg, '^%S+') == cur then
+			cur = ARGV[1]
 		end
 	end
-	return {0, c, 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
+	if cur ~= ARGV[1] then
+		if ARGV[4] ~= '' then
+			if not redis.call('LPOS', KEYS[3], ARGV[4]) then
+				redis.call('RPUSH', KEYS[3], ARGV[4])
+			end
+			redis.call('PEXPIRE', KEYS[3], ARGV[2], 'NX')
+			redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
+			if ARGV[5] ~= '' then
+				local t = redis.call('TIME')
+				local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+				redis.call('HSET', KEYS[4], ARGV[4], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. string.format('%.0f', now + tonumber(ARGV[5])))
+				redis.call('PEXPIRE', KEYS[4], ARGV[2], 'NX')
+				redis.call('PEXPIRE', KEYS[4], ARGV[2], 'GT')
+			end
+		end
+		return {0, redis.call('GET', KEYS[2]) or '0', 0, redis.call('PTTL', KEYS[1]), string.sub(redis.sha1hex(cur), 1, 16)}
+	end
+	-- The key holds this attempt's value (an earlier call of it whose
+	-- reply was lost), or the value a release handed over to this waiter.
+	redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 if ARGV[6] == '1' then
 	redis.call('LREM', KEYS[3], 1, ARGV[4])
@@ -66,11 +74,11 @@ if ARGV[6] == '1' then
 		redis.call('HDEL', KEYS[4], ARGV[4])
 	end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local c = redis.call('SET', KEYS[2], ARGV[3], 'GET') or '0'
 if tonumber(ARGV[3]) > tonumber(c) then
-	redis.call('SET', KEYS[2], ARGV[3])
 	return {1, ARGV[3], 1, 0}
 end
+redis.call('SET', KEYS[2], c)
 return {1, c, 0, 0}
 `
 
