@@ -3,7 +3,9 @@ package lock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/leaselock/lock"
@@ -61,4 +63,35 @@ func TestCloseEndsFailingWait(t *testing.T) {
 	if err := <-got; !errors.Is(err, lock.ErrClosed) {
 		t.Errorf("the waiting Acquire returned %v, want ErrClosed", err)
 	}
+}
+
+// slowRelease is an unpinned memory backend whose Release takes a second,
+// as over a network with a frozen node.
+type slowRelease struct{ unpinned }
+
+func (b slowRelease) Release(ctx context.Context, req lock.Request) error {
+	time.Sleep(time.Second)
+	return b.unpinned.Release(ctx, req)
+}
+
+// TestCloseReleasesTogether checks that Close releases the leases it ends
+// together, not one after another: with ten leases whose releases take a
+// second each, Close takes a second, not ten.
+func TestCloseReleasesTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := lock.New(slowRelease{unpinned{memory.New()}})
+		ctx := context.Background()
+		for i := range 10 {
+			if _, err := m.Acquire(ctx, fmt.Sprint("k", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took != time.Second {
+			t.Errorf("Close took %v with ten releases of a second each, want 1s", took)
+		}
+	})
 }

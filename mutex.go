@@ -104,16 +104,29 @@ func (m *Mutex) Close() error {
 		return nil
 	}
 	m.closeNow()
+	// The leases' releases go out together, a few at a time: one after
+	// another, a slow or frozen node would cost each of them its timeout.
+	var releases sync.WaitGroup
+	slots := make(chan struct{}, closeReleases)
 	for _, l := range m.live.close() {
 		l.end(ErrClosed)
-		_ = l.release(context.Background(), nil)
+		slots <- struct{}{}
+		releases.Go(func() {
+			defer func() { <-slots }()
+			_ = l.release(context.Background(), nil)
+		})
 	}
+	releases.Wait()
 	m.acquiring.Wait()
 	if m.b == nil {
 		return nil
 	}
 	return m.b.Close()
 }
+
+// closeReleases is how many releases of its leases Close has under way at
+// once.
+const closeReleases = 32
 
 // enter counts an Acquire that waits as under way, so that Close waits
 // for it, and reports true; once Close began it counts nothing and reports
