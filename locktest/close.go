@@ -207,16 +207,15 @@ func testClose(s *suite) {
 		}
 	}
 	for _, w := range waiters {
-		what := w.what
-		r, ok := s.awaitResult(w.ch, "Acquire "+what+" during Close")
+		r, ok := s.awaitResult(w.ch, "Acquire "+w.what+" during Close")
 		if !ok {
 			continue
 		}
 		if !errors.Is(r.err, lock.ErrClosed) {
-			t.Errorf("Acquire %s during Close err = %v, want ErrClosed", what, r.err)
+			t.Errorf("Acquire %s during Close err = %v, want ErrClosed", w.what, r.err)
 		}
 		if r.l != nil {
-			t.Errorf("Acquire %s during Close returned a lease (token %d, Err() = %v)", what, r.l.Token(), r.l.Err())
+			t.Errorf("Acquire %s during Close returned a lease (token %d, Err() = %v)", w.what, r.l.Token(), r.l.Err())
 		}
 	}
 	_ = ol // held until the backend closed

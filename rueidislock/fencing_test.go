@@ -435,10 +435,10 @@ func TestLateGrantReleasedNotUndone(t *testing.T) {
 	if err := servers[2].Do("CONFIG", "RESETSTAT").Error(); err != nil {
 		t.Fatal(err)
 	}
-	// The slow node's replies come 50ms late: the lease is granted by the
-	// other two, and released on all three before the slow node's grant
-	// is heard.
-	if err := slow.Set(redistest.HoldReplies(50 * time.Millisecond)); err != nil {
+	// The slow node's replies come 200ms late (its node timeout is 1s):
+	// the lease is granted by the other two, and released on all three
+	// before the slow node's grant is heard.
+	if err := slow.Set(redistest.HoldReplies(200 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	l, err = m.Acquire(ctx, key)
