@@ -58,10 +58,14 @@ func (b *Backend) lockValue() (string, error) {
 	return hex.EncodeToString(v[:]), nil
 }
 
-// releaseLua returns the script that releases a lease: releaseScript.
+// releaseLua returns the script that releases a lease: releaseScript, or
+// quorumReleaseScript over several nodes.
 func (b *Backend) releaseLua() *rueidis.Lua {
 	if b.knobs.release != nil {
 		return b.knobs.release
+	}
+	if len(b.nodes) > 1 {
+		return quorumReleaseScript
 	}
 	return releaseScript
 }

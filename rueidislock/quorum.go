@@ -176,50 +176,64 @@ func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.
 	if !until.IsZero() && until.Before(end) {
 		end = until
 	}
-	report := func(i int, r reply) reply {
-		r.node = i
-		if r.err != nil {
-			lock.ReportNodeError(ctx, i, b.nodes[i].addr, r.err) // to the Mutex's Observer, if any
-			r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
-		}
-		return r
-	}
 	if len(nodes) == 1 {
 		// The decision waits for this node anyway: spare the goroutine,
 		// whose hand-offs cost more than the call on one node.
 		nctx, cancel := context.WithDeadline(ctx, end)
 		defer cancel()
 		i := nodes[0]
-		return replySet{one: report(i, call(nctx, i, b.nodes[i]))}
+		return replySet{one: b.report(ctx, i, call(nctx, i, b.nodes[i]))}
 	}
-	rs := replySet{ch: make(chan reply, len(nodes))}
+	f := &fan{b: b, ctx: ctx, call: call, ch: make(chan reply, len(nodes))}
 	// Close waits for the calls, which may outlive their caller.
 	if !b.enter(len(nodes)) {
 		for _, i := range nodes {
-			rs.ch <- reply{node: i, err: lock.ErrClosed}
+			f.ch <- reply{node: i, err: lock.ErrClosed}
 		}
-		return rs
+		return replySet{ch: f.ch}
 	}
 	// One context bounds every call, rather than one each: they share
 	// the deadline, and a timer per node costs more than the calls' other
 	// bookkeeping. The last call to return cancels it.
-	nctx, cancel := context.WithDeadline(ctx, end)
-	var running atomic.Int32
-	running.Store(int32(len(nodes)))
-	returned := func() {
-		if running.Add(-1) == 0 {
-			cancel()
-		}
-	}
+	f.nctx, f.cancel = context.WithDeadline(ctx, end)
+	f.running.Store(int32(len(nodes)))
 	for _, i := range nodes {
-		go func() { // returns when call does: within the node timeout
-			defer b.calls.Done()
-			r := call(nctx, i, b.nodes[i])
-			returned()
-			rs.ch <- report(i, r)
-		}()
+		go f.run(i) // returns when call does: within the node timeout
 	}
-	return rs
+	return replySet{ch: f.ch}
+}
+
+// fan is the calls of one fanOut over several nodes: one allocation for
+// what they share, rather than a closure each.
+type fan struct {
+	b       *Backend
+	ctx     context.Context // the caller's, for the Observer
+	nctx    context.Context // bounds the calls
+	cancel  context.CancelFunc
+	running atomic.Int32 // calls not returned yet
+	call    func(ctx context.Context, i int, n node) reply
+	ch      chan reply
+}
+
+// run makes the call on node i and sends its reply.
+func (f *fan) run(i int) {
+	defer f.b.calls.Done()
+	r := f.call(f.nctx, i, f.b.nodes[i])
+	if f.running.Add(-1) == 0 {
+		f.cancel()
+	}
+	f.ch <- f.b.report(f.ctx, i, r)
+}
+
+// report marks r as node i's, and tells the Mutex's Observer, if any, of
+// its error, which it wraps in a NodeError.
+func (b *Backend) report(ctx context.Context, i int, r reply) reply {
+	r.node = i
+	if r.err != nil {
+		lock.ReportNodeError(ctx, i, b.nodes[i].addr, r.err)
+		r.err = &NodeError{Node: i, Addr: b.nodes[i].addr, Err: r.err}
+	}
+	return r
 }
 
 // all lists every node. Callers must not change it.
@@ -289,6 +303,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	start := b.clock.system(sent)
 	deadline := sent.Add(req.TTL - req.Drift)
 	proposal := b.proposal()
+	proposed, _ := strconv.ParseUint(proposal, 10, 64)
 	script := acquireScript
 	keys := []string{req.Key, fenceKey(req.Key)}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter, "", ""}
@@ -325,7 +340,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	// than the undo), and only a call that sees its grant can undo it. They
 	// are bounded by the node timeout and the deadline instead.
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, b.clock.system(deadline), b.all(), func(nctx context.Context, i int, n node) reply {
-		r := parseAcquire(script.Exec(nctx, n.client, keys, args))
+		r := parseAcquire(script.Exec(nctx, n.client, keys, args), proposed)
 		if att.settle(i, r) && (r.ok || r.err != nil) && !b.knobs.noUndo && att.mustUndo(i, b.timeout*releaseTimeouts) {
 			// This node granted, or may have, after the attempt was given
 			// up or its lease released (a NOSCRIPT fallback can land after
@@ -383,7 +398,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 		att.registered = &registration{waiter: waiter, value: owner, start: result.Start}
 	}
 	if len(granted) >= b.quorum && b.clock.now().Before(deadline) {
-		token, _ := strconv.ParseUint(proposal, 10, 64)
+		token := proposed
 		if stored < b.quorum && !b.knobs.ignoreStored {
 			// Fewer than a majority stored the proposal: some node knew a
 			// counter at least as large. Raise a majority past it.
@@ -518,8 +533,12 @@ func (b *Backend) fence(ctx context.Context, deadline time.Time, granted []int, 
 	return fmt.Errorf("rueidislock: fencing token stored on %d nodes, %d needed: %w", acks, b.quorum, errors.Join(errs...))
 }
 
-// parseAcquire reads the reply of acquireScript.
-func parseAcquire(res rueidis.RedisResult) reply {
+// parseAcquire reads the reply of acquireScript to an attempt that
+// proposed the token proposed.
+func parseAcquire(res rueidis.RedisResult, proposed uint64) reply {
+	if n, err := res.AsInt64(); err == nil && n == 1 {
+		return reply{ok: true, counter: proposed, stored: true}
+	}
 	vals, err := res.ToArray()
 	if err != nil {
 		return reply{err: err}
@@ -654,11 +673,18 @@ func (b *Backend) undo(key, owner string) (*rueidis.Lua, []string, []string) {
 // the attempt whose lease is released: it learns on which nodes the
 // release deleted the key (see mustUndo).
 func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, key, owner, waiter string, att *attempt, notify bool) (released int, errs []error) {
-	script, keys, args := b.undo(key, owner)
-	if notify && len(b.nodes) == 1 {
+	var (
+		script     *rueidis.Lua
+		keys, args []string
+	)
+	switch {
+	case !notify:
+		script, keys, args = b.undo(key, owner)
+	case len(b.nodes) == 1:
 		// The undo's keys and arguments, sent as EVALSHA.
+		script, keys, args = b.undo(key, owner)
 		script, args[3] = b.releaseLua(), waiter
-	} else if notify {
+	default:
 		// The release's name tells its copies from the several nodes
 		// apart.
 		script, keys, args = b.releaseLua(), []string{key}, []string{owner, releasedChannel(key), b.releaseName()}
