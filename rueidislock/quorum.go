@@ -119,20 +119,25 @@ func (a *attempt) releasedOn(i int, freed bool) {
 // refused with NOSCRIPT did nothing, and the EVAL after it is the run).
 // Over several nodes a release often reaches the last node before that
 // node's grant is heard, as the lease is granted by the others first. It
-// waits up to bound for the release's answers.
-func (a *attempt) mustUndo(i int, bound time.Duration) bool {
+// waits for the release's answers until ctx, the node call's, ends
+// (within the node timeout of the attempt's start, a bound that needs no
+// timer of its own): without them the grant is undone, which is never
+// wrong, only sometimes needless.
+func (a *attempt) mustUndo(ctx context.Context, i int) bool {
 	a.mu.Lock()
 	done := a.relDone
 	a.mu.Unlock()
 	if done == nil {
 		return true
 	}
-	t := time.NewTimer(bound)
-	defer t.Stop()
 	select {
-	case <-done:
-	case <-t.C:
-		return true
+	case <-done: // first, should ctx be done too
+	default:
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return true
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -341,7 +346,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	// are bounded by the node timeout and the deadline instead.
 	replies := b.fanOut(context.WithoutCancel(ctx), b.timeout, b.clock.system(deadline), b.all(), func(nctx context.Context, i int, n node) reply {
 		r := parseAcquire(script.Exec(nctx, n.client, keys, args), proposed)
-		if att.settle(i, r) && (r.ok || r.err != nil) && !b.knobs.noUndo && att.mustUndo(i, b.timeout*releaseTimeouts) {
+		if att.settle(i, r) && (r.ok || r.err != nil) && !b.knobs.noUndo && att.mustUndo(nctx, i) {
 			// This node granted, or may have, after the attempt was given
 			// up or its lease released (a NOSCRIPT fallback can land after
 			// the release, a timed-out call when a frozen node thaws):
