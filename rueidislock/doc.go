@@ -32,7 +32,8 @@
 // enough nodes refused that a majority is out of reach. A failed attempt
 // deletes its value from every node, also from those that answer late; a
 // node whose grant is heard after the lease's release is sent that delete
-// only if the release did not delete the key there itself.
+// unless the release deleted the key there itself (which it tells within
+// the node timeout of the attempt on a healthy node).
 // Extend and Release check the value too (compare-and-PEXPIRE,
 // compare-and-delete); an extension counts only with a majority before the
 // lease's deadline, and never sets a key that is gone. A release publishes

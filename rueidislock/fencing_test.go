@@ -411,12 +411,32 @@ func TestF6ProposalClocks(t *testing.T)   { failOn(t, checkF6(t, nil)) }
 // (it ran after the grant), is not sent an undo as well: over several
 // nodes the lease is granted by the others first, and its release often
 // reaches the last node before that node's grant is heard. The undo would
-// be a script sent for nothing on every such cycle.
+// be a script sent for nothing on every such cycle. With a frozen node
+// among five, the late grant must still wait only for its own node's
+// answer to the release, not for the frozen node's, which never comes.
 func TestLateGrantReleasedNotUndone(t *testing.T) {
+	for _, frozen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("frozen=%v", frozen), func(t *testing.T) {
+			checkLateGrantReleased(t, frozen)
+		})
+	}
+}
+
+func checkLateGrantReleased(t *testing.T, frozen bool) {
 	const key = "late:released"
-	servers, addrs := startNodes(t, 3)
-	slow := redistest.StartProxy(t, addrs[2])
-	addrs[2] = slow.Addr()
+	nodes := 3
+	if frozen {
+		nodes = 5
+	}
+	servers, addrs := startNodes(t, nodes)
+	const slowNode = 2
+	slow := redistest.StartProxy(t, addrs[slowNode])
+	addrs[slowNode] = slow.Addr()
+	var ice *redistest.Proxy
+	if frozen {
+		ice = redistest.StartProxy(t, addrs[nodes-1])
+		addrs[nodes-1] = ice.Addr()
+	}
 	ctx := context.Background()
 	// Load the scripts on every node, so that no NOSCRIPT fallback counts,
 	// with a Backend whose Close waits for all its calls.
@@ -432,14 +452,19 @@ func TestLateGrantReleasedNotUndone(t *testing.T) {
 	b := dial(t, addrs, rueidislock.WithNodeTimeout(time.Second))
 	m := lock.New(b)
 	defer m.Close()
-	if err := servers[2].Do("CONFIG", "RESETSTAT").Error(); err != nil {
+	if err := servers[slowNode].Do("CONFIG", "RESETSTAT").Error(); err != nil {
 		t.Fatal(err)
 	}
 	// The slow node's replies come 200ms late (its node timeout is 1s):
-	// the lease is granted by the other two, and released on all three
-	// before the slow node's grant is heard.
+	// the lease is granted by the others, and released on them before
+	// the slow node's grant is heard. The frozen node never answers.
 	if err := slow.Set(redistest.HoldReplies(200 * time.Millisecond)); err != nil {
 		t.Fatal(err)
+	}
+	if frozen {
+		if err := ice.Set(redistest.HoldReplies(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	l, err = m.Acquire(ctx, key)
 	if err != nil {
@@ -449,17 +474,17 @@ func TestLateGrantReleasedNotUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Close waits for the node calls still under way: the slow node's
-	// grant, and what it does about it.
+	// grant, and what it does about it, and the frozen node's timeouts.
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := infoField(t, servers[2], "commandstats", "cmdstat_evalsha", "calls"); n != 2 {
+	if n := infoField(t, servers[slowNode], "commandstats", "cmdstat_evalsha", "calls"); n != 2 {
 		t.Fatalf("the slow node ran %d scripts by EVALSHA, want 2: the attempt and the release", n)
 	}
-	if n := infoField(t, servers[2], "commandstats", "cmdstat_eval", "calls"); n != 0 {
+	if n := infoField(t, servers[slowNode], "commandstats", "cmdstat_eval", "calls"); n != 0 {
 		t.Errorf("the slow node was sent %d undos (EVAL) after a release that deleted the key there", n)
 	}
-	if n := mustInt(servers[2].Do("EXISTS", key)); n != 0 {
+	if n := mustInt(servers[slowNode].Do("EXISTS", key)); n != 0 {
 		t.Errorf("the key is left on the slow node")
 	}
 }

@@ -23,8 +23,9 @@ type knobs struct {
 	// A test sets a source that fails, which Acquire must not work around.
 	random func([]byte) error
 
-	// M2: the release script, in place of releaseScript: one that deletes
-	// the key whatever value it holds.
+	// M2: the release script, in place of releaseScript and
+	// quorumReleaseScript: one that deletes the key whatever value it
+	// holds.
 	release *rueidis.Lua
 	// M4: a failed Acquire leaves its grants on the nodes until their TTL.
 	noUndo bool

@@ -3,6 +3,7 @@ package rueidislock_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -31,13 +32,22 @@ func s8Mutex(t *testing.T, b *rueidislock.Backend, opts ...lock.Option) *lock.Mu
 
 // s8Hold makes A hold s8Key on nodes 0, 1 and 2 only, then restarts node
 // 2 without persistence. Nodes 3 and 4 refuse A: another holder's value
-// sits there for a second, long enough for any late call of A's attempt
-// (a NOSCRIPT fallback, a slow node) to find it, and then expires.
+// sits there until A's winning attempt has run on them (the slow log shows
+// its value), so that no late call of that attempt finds the key free and
+// raises their counters to A's token; then it is deleted. (An expiry after
+// a fixed time left that to the scheduler: one slow run let A take them.)
 func s8Hold(t *testing.T, servers []*redistest.Server, a *lock.Mutex) *lock.Lease {
 	t.Helper()
 	for _, s := range servers[3:] {
-		if err := s.Do("SET", s8Key, "someone-else", "PX", "1000").Error(); err != nil {
-			t.Fatal(err)
+		for _, cmd := range [][]string{
+			{"CONFIG", "SET", "slowlog-log-slower-than", "0"},
+			{"CONFIG", "SET", "slowlog-max-len", "1024"},
+			{"SLOWLOG", "RESET"},
+			{"SET", s8Key, "someone-else", "PX", "60000"},
+		} {
+			if err := s.Do(cmd...).Error(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	// Not a context with a timeout: it would bound the lease too.
@@ -45,9 +55,19 @@ func s8Hold(t *testing.T, servers []*redistest.Server, a *lock.Mutex) *lock.Leas
 	if err != nil {
 		t.Fatalf("A: %v", err)
 	}
-	for _, s := range servers[3:] {
-		if !gone(s, s8Key, 2*time.Second) {
-			t.Fatal("the other holder's value did not expire")
+	value, err := servers[0].Do("GET", s8Key).ToString()
+	if err != nil {
+		t.Fatalf("A's value on node 0: %v", err)
+	}
+	for i, s := range servers[3:] {
+		if !pollUntil(10*time.Second, func() bool { return loggedArg(t, s, value) }) {
+			t.Fatalf("A's attempt never ran on node %d", i+3)
+		}
+		if v, _ := s.Do("GET", s8Key).ToString(); v != "someone-else" {
+			t.Fatalf("node %d holds %q, want the other holder's value", i+3, v)
+		}
+		if err := s.Do("DEL", s8Key).Error(); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if err := servers[2].Restart(); err != nil {
@@ -57,6 +77,27 @@ func s8Hold(t *testing.T, servers []*redistest.Server, a *lock.Mutex) *lock.Leas
 		t.Fatalf("node 2 kept %d keys across a restart without persistence", n)
 	}
 	return held
+}
+
+// loggedArg reports whether a command with the argument arg is in s's slow
+// log.
+func loggedArg(t *testing.T, s *redistest.Server, arg string) bool {
+	t.Helper()
+	entries, err := s.Do("SLOWLOG", "GET", "1024").ToArray()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fields, err := e.ToArray()
+		if err != nil || len(fields) < 4 {
+			continue
+		}
+		args, _ := fields[3].AsStrSlice()
+		if slices.Contains(args, arg) {
+			return true
+		}
+	}
+	return false
 }
 
 // waitQuarantine waits until every node has served its quarantine and

@@ -505,17 +505,27 @@ func TestCloseLeavesWaitersBetweenWaits(t *testing.T) {
 
 // TestGrantDuringClose checks that an attempt granted while the Backend
 // closes gives its key back before the clients close, instead of returning
-// a grant that no Release can free: the key would stay until its TTL.
+// a grant that no Release can free: the key would stay until its TTL. Over
+// several nodes the give-back fans out to them while Close waits.
 func TestGrantDuringClose(t *testing.T) {
+	for _, nodes := range []int{1, 3} {
+		t.Run(fmt.Sprintf("nodes=%d", nodes), func(t *testing.T) { checkGrantDuringClose(t, nodes) })
+	}
+}
+
+func checkGrantDuringClose(t *testing.T, nodes int) {
 	const key = "close:grant"
-	servers, _ := startNodes(t, 1)
-	s := servers[0]
-	p := redistest.StartProxy(t, s.Addr())
-	b := dial(t, []string{p.Addr()}, rueidislock.WithNodeTimeout(time.Second))
+	servers, addrs := startNodes(t, nodes)
+	proxies := make([]*redistest.Proxy, nodes)
+	for i := range addrs {
+		proxies[i] = redistest.StartProxy(t, addrs[i])
+		addrs[i] = proxies[i].Addr()
+	}
+	b := dial(t, addrs, rueidislock.WithNodeTimeout(time.Second))
 	m := lock.New(b)
 	defer m.Close()
 	ctx := context.Background()
-	// Loads the script, so that the attempt's EVALSHA needs no reply to run.
+	// Loads the scripts, so that the attempt's EVALSHA needs no reply to run.
 	l, err := m.Acquire(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -523,8 +533,10 @@ func TestGrantDuringClose(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Set(redistest.HoldReplies(time.Minute)); err != nil {
-		t.Fatal(err)
+	for _, p := range proxies {
+		if err := p.Set(redistest.HoldReplies(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	got := make(chan error, 1)
 	go func() {
@@ -535,9 +547,16 @@ func TestGrantDuringClose(t *testing.T) {
 		}
 		got <- err
 	}()
-	// The node granted; its reply is held.
-	if !pollUntil(5*time.Second, func() bool { return mustInt(s.Do("EXISTS", key)) == 1 }) {
-		t.Fatal("the attempt did not reach the node")
+	// The nodes granted; their replies are held.
+	if !pollUntil(5*time.Second, func() bool {
+		for _, s := range servers {
+			if mustInt(s.Do("EXISTS", key)) != 1 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("the attempt did not reach the nodes")
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- b.Close() }()
@@ -549,8 +568,10 @@ func TestGrantDuringClose(t *testing.T) {
 	}) {
 		t.Fatal("Close did not begin")
 	}
-	if err := p.Set(redistest.Pass()); err != nil { // the grant arrives
-		t.Fatal(err)
+	for _, p := range proxies { // the grants arrive
+		if err := p.Set(redistest.Pass()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := <-closed; err != nil {
 		t.Fatal(err)
@@ -558,8 +579,10 @@ func TestGrantDuringClose(t *testing.T) {
 	if err := <-got; !errors.Is(err, lock.ErrClosed) {
 		t.Errorf("TryAcquire during Close returned %v, want ErrClosed", err)
 	}
-	if n := mustInt(s.Do("EXISTS", key)); n != 0 {
-		t.Errorf("the key granted during Close is still set after it")
+	for i, s := range servers {
+		if n := mustInt(s.Do("EXISTS", key)); n != 0 {
+			t.Errorf("the key granted during Close is still set on node %d after it", i)
+		}
 	}
 }
 

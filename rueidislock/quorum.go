@@ -34,14 +34,23 @@ type attempt struct {
 	state []nodeState  // per node, as answered before the attempt was over
 	buf   [7]nodeState // state's room, for up to 7 nodes
 
-	// The release of the attempt's lease, over several nodes: relDone is
-	// closed once it answered on every node (nil if the attempt was not
-	// released), relFreed says on which it deleted the key, and relLeft
-	// how many have not answered yet.
-	relDone  chan struct{}
-	relFreed []bool
-	relLeft  int
+	// The release of the attempt's lease, over several nodes (nil if the
+	// attempt was not released): what it answered on each node, and, for
+	// a late grant that waits for a node's answer, a channel closed when
+	// it comes (see mustUndo).
+	released []releaseAnswer
+	heard    []chan struct{}
 }
+
+// releaseAnswer is what the release of an attempt's lease answered on one
+// node.
+type releaseAnswer uint8
+
+const (
+	notAnswered releaseAnswer = iota
+	kept                      // the key was not the lease's there, or the call failed
+	freed                     // the release deleted the key there
+)
 
 // nodeState is what an attempt knows of its key on one node.
 type nodeState uint8
@@ -90,8 +99,8 @@ func (a *attempt) end() (nodes []int, held int) {
 // nodes nodes, and returns how many nodes are known to hold the key.
 func (a *attempt) beginRelease(nodes int) (held int) {
 	a.mu.Lock()
-	if nodes > 1 {
-		a.relDone, a.relFreed, a.relLeft = make(chan struct{}), make([]bool, nodes), nodes
+	if nodes > 1 && a.released == nil {
+		a.released = make([]releaseAnswer, nodes)
 	}
 	a.mu.Unlock()
 	_, held = a.end()
@@ -100,15 +109,21 @@ func (a *attempt) beginRelease(nodes int) (held int) {
 
 // releasedOn records the release's answer from node i: whether it deleted
 // the key there.
-func (a *attempt) releasedOn(i int, freed bool) {
+func (a *attempt) releasedOn(i int, deleted bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.relDone == nil {
+	if a.released == nil {
 		return
 	}
-	a.relFreed[i] = freed
-	if a.relLeft--; a.relLeft == 0 {
-		close(a.relDone)
+	switch {
+	case deleted:
+		a.released[i] = freed
+	case a.released[i] == notAnswered:
+		a.released[i] = kept
+	}
+	if a.heard != nil && a.heard[i] != nil {
+		close(a.heard[i])
+		a.heard[i] = nil
 	}
 }
 
@@ -119,29 +134,32 @@ func (a *attempt) releasedOn(i int, freed bool) {
 // refused with NOSCRIPT did nothing, and the EVAL after it is the run).
 // Over several nodes a release often reaches the last node before that
 // node's grant is heard, as the lease is granted by the others first. It
-// waits for the release's answers until ctx, the node call's, ends
-// (within the node timeout of the attempt's start, a bound that needs no
-// timer of its own): without them the grant is undone, which is never
-// wrong, only sometimes needless.
+// waits for the release's answer from node i, which follows soon after
+// the grant on a healthy node, until ctx, the node call's, ends (within the
+// node timeout of the attempt's start, a bound that needs no timer of its
+// own): without it the grant is undone, which is never wrong, only
+// sometimes needless.
 func (a *attempt) mustUndo(ctx context.Context, i int) bool {
 	a.mu.Lock()
-	done := a.relDone
-	a.mu.Unlock()
-	if done == nil {
+	if a.released == nil {
+		a.mu.Unlock()
 		return true
 	}
-	select {
-	case <-done: // first, should ctx be done too
-	default:
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return true
+	if a.released[i] == notAnswered {
+		if a.heard == nil {
+			a.heard = make([]chan struct{}, len(a.released))
 		}
+		heard := make(chan struct{})
+		a.heard[i] = heard
+		a.mu.Unlock()
+		select {
+		case <-heard:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
 	}
-	a.mu.Lock()
 	defer a.mu.Unlock()
-	return !a.relFreed[i]
+	return a.released[i] != freed
 }
 
 // reply is one node's answer to a script.
@@ -174,8 +192,14 @@ func (r *replySet) next() reply {
 // fanOut runs call on the nodes listed, each in a goroutine of its own,
 // within timeout, and within until if that is set, and returns where their
 // replies arrive. The channel has room for every reply, so a node that answers
-// after the caller decided never blocks: its goroutine ends within the
-// node timeout.
+// after the caller decided never blocks: its goroutine ends when call
+// returns, within timeout and the undo that may follow (see acquire).
+//
+// The caller holds a place in b.calls (see enter), so that the clients are
+// open until it returns, even if Close began: that lets an Acquire that
+// Close interrupted give back its grant, or undo a failed attempt, rather
+// than leave keys until their TTL. The calls take places of their own, as
+// they may outlive the caller, and Close waits for them too.
 func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.Time, nodes []int, call func(ctx context.Context, i int, n node) reply) replySet {
 	end := time.Now().Add(timeout)
 	if !until.IsZero() && until.Before(end) {
@@ -190,20 +214,16 @@ func (b *Backend) fanOut(ctx context.Context, timeout time.Duration, until time.
 		return replySet{one: b.report(ctx, i, call(nctx, i, b.nodes[i]))}
 	}
 	f := &fan{b: b, ctx: ctx, call: call, ch: make(chan reply, len(nodes))}
-	// Close waits for the calls, which may outlive their caller.
-	if !b.enter(len(nodes)) {
-		for _, i := range nodes {
-			f.ch <- reply{node: i, err: lock.ErrClosed}
-		}
-		return replySet{ch: f.ch}
-	}
+	// The caller's place keeps b.calls above zero: adding to it is safe
+	// while Close waits on it.
+	b.calls.Add(len(nodes))
 	// One context bounds every call, rather than one each: they share
 	// the deadline, and a timer per node costs more than the calls' other
 	// bookkeeping. The last call to return cancels it.
 	f.nctx, f.cancel = context.WithDeadline(ctx, end)
 	f.running.Store(int32(len(nodes)))
 	for _, i := range nodes {
-		go f.run(i) // returns when call does: within the node timeout
+		go f.run(i) // returns when call does
 	}
 	return replySet{ch: f.ch}
 }
@@ -549,7 +569,7 @@ func parseAcquire(res rueidis.RedisResult, proposed uint64) reply {
 		return reply{err: err}
 	}
 	if len(vals) != 4 && len(vals) != 5 {
-		return reply{err: fmt.Errorf("acquire script answered %d values, want 4 or 5", len(vals))}
+		return reply{err: fmt.Errorf("acquire script answered %d values, want 1, or 4 or 5", len(vals))}
 	}
 	var holder string
 	if len(vals) == 5 {

@@ -126,24 +126,22 @@ return 0
 `)
 
 // releaseScript deletes KEYS[1] if it holds ARGV[1], as node-redlock does,
-// and announces the release so that waiters wake. Without other keys (as
-// quorumReleaseScript, which releases over several nodes) it announces
-// ARGV[3], the name of the release, the same on every node, on the channel
-// ARGV[2], so that a waiter wakes once per release however many nodes
-// announce it.
+// and announces the release so that waiters wake, on a single node (over
+// several, quorumReleaseScript releases).
 //
-// On a single node it takes the first waiter out of the key's queue KEYS[2]
-// and serves it alone (see announce), and it forgets the registration of
-// the releasing waiter ARGV[4], if any, in KEYS[3], even if the key had
-// expired: the lease is over either way, and a registration left behind
-// would live on with every later one. KEYS[4] is the key's fencing
-// counter.
+// It takes the first waiter out of the key's queue KEYS[2] and serves it
+// alone (see announce), or, with nobody queued, announces ARGV[3] on the
+// channel ARGV[2]; and it forgets the registration of the releasing
+// waiter ARGV[4], if any, in KEYS[3], even if the key had expired: the
+// lease is over either way, and a registration left behind would live on
+// with every later one. KEYS[4] is the key's fencing counter.
 var releaseScript = rueidis.NewLuaScript(releaseLua)
 
-// quorumReleaseScript is releaseScript without other keys, for a release
-// over several nodes: it deletes KEYS[1] if it holds ARGV[1] and announces
-// ARGV[3] on ARGV[2], in fewer steps, as every release runs it on every
-// node.
+// quorumReleaseScript releases over several nodes, where there is no queue:
+// it deletes KEYS[1] if it holds ARGV[1] and announces ARGV[3], the name of
+// the release, the same on every node, on the channel ARGV[2], so that a
+// waiter wakes once per release however many nodes announce it. It is the
+// shortest script that does so, as every release runs it on every node.
 var quorumReleaseScript = rueidis.NewLuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
