@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -94,4 +98,92 @@ func TestCloseReleasesTogether(t *testing.T) {
 			t.Errorf("Close took %v with ten releases of a second each, want 1s", took)
 		}
 	})
+}
+
+// gatedLeaver is a memory backend that presents itself as a Leaver (a
+// backend that keeps its keys outside the process) and, once armed, holds
+// the reply of a granted attempt until let go. It records its releases and
+// its Close, in order.
+type gatedLeaver struct {
+	*memory.Backend
+	granted chan struct{} // an armed attempt was granted
+	letGo   chan struct{} // the armed attempt may return
+	mu      sync.Mutex
+	events  []string
+}
+
+func (g *gatedLeaver) Leave(context.Context, lock.Request) {}
+
+func (g *gatedLeaver) Acquire(ctx context.Context, req lock.Request) (lock.Result, error) {
+	res, err := g.Backend.Acquire(ctx, req)
+	if res.Acquired {
+		select {
+		case g.granted <- struct{}{}:
+			<-g.letGo
+		default:
+		}
+	}
+	return res, err
+}
+
+func (g *gatedLeaver) Release(ctx context.Context, req lock.Request) error {
+	err := g.Backend.Release(ctx, req)
+	g.record(fmt.Sprintf("release %s: %v", req.Key, err))
+	return err
+}
+
+func (g *gatedLeaver) Close() error {
+	g.record("close")
+	return g.Backend.Close()
+}
+
+func (g *gatedLeaver) record(e string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.events = append(g.events, e)
+}
+
+// TestCloseWaitsForFirstAttempt checks that Close waits for an Acquire's
+// first attempt on a backend that keeps its keys outside the process: a
+// grant that lands as Close begins is given back while the backend is
+// still open, not refused by a closed backend and left until its TTL.
+func TestCloseWaitsForFirstAttempt(t *testing.T) {
+	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}), letGo: make(chan struct{})}
+	m := lock.New(g)
+	ctx := context.Background()
+	got := make(chan error, 1)
+	go func() {
+		l, err := m.TryAcquire(ctx, "k")
+		if err == nil {
+			t.Error("TryAcquire returned a lease of a closed Mutex")
+			l.Release(ctx)
+		}
+		got <- err
+	}()
+	<-g.granted
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	// Close began: new calls fail with ErrClosed.
+	for {
+		if _, err := m.TryAcquire(ctx, "other"); errors.Is(err, lock.ErrClosed) {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(g.letGo)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, lock.ErrClosed) {
+		t.Errorf("TryAcquire during Close returned %v, want ErrClosed", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// The polls above may have been granted "other" before Close began:
+	// Close releases those leases too.
+	n := len(g.events)
+	if n == 0 || g.events[n-1] != "close" || !slices.Contains(g.events, "release k: <nil>") ||
+		slices.ContainsFunc(g.events[:n-1], func(e string) bool { return !strings.HasSuffix(e, ": <nil>") }) {
+		t.Errorf("backend saw %q, want releases that succeeded, k's among them, then close: the grant must be given back before the backend closes", g.events)
+	}
 }
