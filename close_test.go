@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -101,12 +102,13 @@ func TestCloseReleasesTogether(t *testing.T) {
 }
 
 // gatedLeaver is a memory backend that presents itself as a Leaver (a
-// backend that keeps its keys outside the process) and, once armed, holds
-// the reply of a granted attempt until let go. It records its releases and
-// its Close, in order.
+// backend that keeps its keys outside the process) and, while armed, holds
+// the reply of the next granted attempt until let go. It records its
+// releases and its Close, in order.
 type gatedLeaver struct {
 	*memory.Backend
-	granted chan struct{} // an armed attempt was granted
+	armed   atomic.Bool
+	granted chan struct{} // the armed attempt was granted (room for one)
 	letGo   chan struct{} // the armed attempt may return
 	mu      sync.Mutex
 	events  []string
@@ -116,12 +118,9 @@ func (g *gatedLeaver) Leave(context.Context, lock.Request) {}
 
 func (g *gatedLeaver) Acquire(ctx context.Context, req lock.Request) (lock.Result, error) {
 	res, err := g.Backend.Acquire(ctx, req)
-	if res.Acquired {
-		select {
-		case g.granted <- struct{}{}:
-			<-g.letGo
-		default:
-		}
+	if res.Acquired && g.armed.CompareAndSwap(true, false) {
+		g.granted <- struct{}{}
+		<-g.letGo
 	}
 	return res, err
 }
@@ -148,7 +147,8 @@ func (g *gatedLeaver) record(e string) {
 // grant that lands as Close begins is given back while the backend is
 // still open, not refused by a closed backend and left until its TTL.
 func TestCloseWaitsForFirstAttempt(t *testing.T) {
-	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}), letGo: make(chan struct{})}
+	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
+	g.armed.Store(true)
 	m := lock.New(g)
 	ctx := context.Background()
 	got := make(chan error, 1)
