@@ -187,3 +187,48 @@ func TestCloseWaitsForFirstAttempt(t *testing.T) {
 		t.Errorf("backend saw %q, want releases that succeeded, k's among them, then close: the grant must be given back before the backend closes", g.events)
 	}
 }
+
+// blockingObserver's Acquired waits until let go.
+type blockingObserver struct {
+	nopObserver
+	entered chan struct{}
+	letGo   chan struct{}
+}
+
+func (o blockingObserver) Acquired(context.Context, lock.AcquireEvent) {
+	close(o.entered)
+	<-o.letGo
+}
+
+// TestCloseDoesNotWaitForObserver checks that Close, which waits for an
+// Acquire under way on a Leaver, does not wait for the Acquire's Observer:
+// a callback that waits for Close to end (as a program's shutdown might)
+// would wait forever.
+func TestCloseDoesNotWaitForObserver(t *testing.T) {
+	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
+	obs := blockingObserver{entered: make(chan struct{}), letGo: make(chan struct{})}
+	m := lock.New(g, lock.WithObserver(obs))
+	ctx := context.Background()
+	got := make(chan error, 1)
+	go func() {
+		_, err := m.Acquire(ctx, "k")
+		got <- err
+	}()
+	<-obs.entered
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(obs.letGo) // so that the goroutines end
+		<-closed
+		t.Fatal("Close waited for an Observer's callback")
+	}
+	close(obs.letGo)
+	if err := <-got; err != nil {
+		t.Errorf("Acquire before Close returned %v", err)
+	}
+}

@@ -181,17 +181,17 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 			return nil, err
 		}
 	}
-	if m.leaver {
-		// A backend that keeps waiters' places keeps its keys outside the
-		// process: Close waits for this Acquire from its first attempt on,
-		// so that a grant landing as Close begins is given back while the
-		// backend is still open, not left until its TTL. (The memory
-		// backend, whose keys end with the process, is spared the cost on
-		// its hot path: see retry.)
+	// On a Leaver, a backend that keeps waiters' places, and in practice
+	// its keys, outside the process (the Redis backend), Close waits for
+	// this Acquire from its first attempt on, so that a grant landing as
+	// Close begins is given back while the backend is still open, not left
+	// until its TTL. The memory backend, whose keys end with the process,
+	// is spared the cost on its hot path (see retry).
+	counted := m.leaver
+	if counted {
 		if !m.enter() {
 			return nil, ErrClosed
 		}
-		defer m.acquiring.Done()
 	} else if m.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -213,7 +213,10 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 		req.Since, req.Wait = waitStart(), s.delay(1)
 	}
 	if s.obs.on() {
-		return m.acquireObserved(ctx, s, retries, req)
+		return m.acquireObserved(ctx, s, retries, req, counted)
+	}
+	if counted {
+		defer m.acquiring.Done()
 	}
 	res, err := m.b.Acquire(ctx, req)
 	if err == nil && res.Acquired {

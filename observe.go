@@ -256,7 +256,17 @@ type acquireStats struct {
 // observers: the same attempts, with backend calls that report node errors,
 // and the outcome sent to the observers. It is apart so that the common,
 // unobserved call pays for none of it.
-func (m *Mutex) acquireObserved(ctx context.Context, s *settings, retries int, req Request) (*Lease, error) {
+func (m *Mutex) acquireObserved(ctx context.Context, s *settings, retries int, req Request, counted bool) (*Lease, error) {
+	// A counted Acquire (see acquire) stops counting before the Observer
+	// hears of it: Close waits for the Acquire, and must not wait for a
+	// callback.
+	uncount := func() {
+		if counted {
+			counted = false
+			m.acquiring.Done()
+		}
+	}
+	defer uncount()
 	start := time.Now()
 	st := acquireStats{attempts: 1}
 	bctx := s.obs.backendContext(ctx, req.Key, "acquire")
@@ -280,6 +290,7 @@ func (m *Mutex) acquireObserved(ctx context.Context, s *settings, retries int, r
 	if l != nil {
 		e.Token = l.token
 	}
+	uncount()
 	s.obs.acquired(ctx, e)
 	return l, err
 }
