@@ -232,3 +232,26 @@ func TestCloseDoesNotWaitForObserver(t *testing.T) {
 		t.Errorf("Acquire before Close returned %v", err)
 	}
 }
+
+// TestCloseAfterDoneContext checks that an Acquire on a Leaver that ends
+// before its first attempt, for a done context, leaves nothing for Close
+// to wait for.
+func TestCloseAfterDoneContext(t *testing.T) {
+	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
+	m := lock.New(g)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.TryAcquire(ctx, "k"); !errors.Is(err, lock.ErrNotAcquired) {
+		t.Fatalf("TryAcquire with a done context returned %v, want ErrNotAcquired", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for an Acquire that had returned")
+	}
+}

@@ -198,6 +198,9 @@ func (m *Mutex) acquire(ctx context.Context, key string, opts []Option, try, nam
 	// Check ctx before the fast path, as semaphore.Acquire does: a done
 	// context must not win a free key.
 	if ctx.Err() != nil {
+		if counted {
+			m.acquiring.Done()
+		}
 		return nil, notAcquired(ctx, key, nil)
 	}
 	retries := s.retry
