@@ -566,8 +566,14 @@ func TestS3MinorityFrozen(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("TryAcquire with 2 of 3 frozen = %v, want the nodes' timeouts in it", err)
 			}
-			if elapsed > bound {
-				t.Errorf("TryAcquire with 2 of 3 frozen took %v, want <= %v", elapsed, bound)
+			// One call, not the p99 that latencyMargin bounds: what it
+			// must rule out is a wait past the node timeout by a whole
+			// timeout or more (the undo's release timeouts, rueidis's 10 s
+			// write timeout). Two node timeouts do, and leave a loaded CI
+			// host its scheduling delays (it took 73 ms once in a
+			// clean-clone run, where 51-55 ms is usual).
+			if limit := 2 * faultNodeTimeout; elapsed > limit {
+				t.Errorf("TryAcquire with 2 of 3 frozen took %v, want <= %v", elapsed, limit)
 			}
 
 			for _, s := range servers[:2] {
