@@ -55,16 +55,7 @@ func TestCloseEndsFailingWait(t *testing.T) {
 		got <- err
 	}()
 	<-b.waiting
-	closed := make(chan error, 1)
-	go func() { closed <- m.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close still waits for the Acquire after 5s")
-	}
+	closeWithin(t, m, 5*time.Second, nil, "Close still waits for the Acquire after 5s")
 	if err := <-got; !errors.Is(err, lock.ErrClosed) {
 		t.Errorf("the waiting Acquire returned %v, want ErrClosed", err)
 	}
@@ -147,7 +138,7 @@ func (g *gatedLeaver) record(e string) {
 // grant that lands as Close begins is given back while the backend is
 // still open, not refused by a closed backend and left until its TTL.
 func TestCloseWaitsForFirstAttempt(t *testing.T) {
-	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
+	g := newGatedLeaver(t)
 	g.armed.Store(true)
 	m := lock.New(g)
 	ctx := context.Background()
@@ -205,7 +196,7 @@ func (o blockingObserver) Acquired(context.Context, lock.AcquireEvent) {
 // a callback that waits for Close to end (as a program's shutdown might)
 // would wait forever.
 func TestCloseDoesNotWaitForObserver(t *testing.T) {
-	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
+	g := newGatedLeaver(t)
 	obs := blockingObserver{entered: make(chan struct{}), letGo: make(chan struct{})}
 	m := lock.New(g, lock.WithObserver(obs))
 	ctx := context.Background()
@@ -215,19 +206,10 @@ func TestCloseDoesNotWaitForObserver(t *testing.T) {
 		got <- err
 	}()
 	<-obs.entered
-	closed := make(chan error, 1)
-	go func() { closed <- m.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		close(obs.letGo) // so that the goroutines end
-		<-closed
-		t.Fatal("Close waited for an Observer's callback")
-	}
-	close(obs.letGo)
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(obs.letGo) }) }
+	closeWithin(t, m, 10*time.Second, letGo, "Close waited for an Observer's callback")
+	letGo()
 	if err := <-got; err != nil {
 		t.Errorf("Acquire before Close returned %v", err)
 	}
@@ -237,13 +219,21 @@ func TestCloseDoesNotWaitForObserver(t *testing.T) {
 // before its first attempt, for a done context, leaves nothing for Close
 // to wait for.
 func TestCloseAfterDoneContext(t *testing.T) {
-	g := &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
+	g := newGatedLeaver(t)
 	m := lock.New(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := m.TryAcquire(ctx, "k"); !errors.Is(err, lock.ErrNotAcquired) {
 		t.Fatalf("TryAcquire with a done context returned %v, want ErrNotAcquired", err)
 	}
+	closeWithin(t, m, 10*time.Second, nil, "Close waited for an Acquire that had returned")
+}
+
+// closeWithin closes m, and fails the test with why if Close has not
+// returned within limit. Before it fails, it calls unstick, if not nil, and
+// waits for Close, so that no goroutine is left behind.
+func closeWithin(t *testing.T, m *lock.Mutex, limit time.Duration, unstick func(), why string) {
+	t.Helper()
 	closed := make(chan error, 1)
 	go func() { closed <- m.Close() }()
 	select {
@@ -251,7 +241,17 @@ func TestCloseAfterDoneContext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close waited for an Acquire that had returned")
+	case <-time.After(limit):
+		if unstick != nil {
+			unstick()
+			<-closed
+		}
+		t.Fatal(why)
 	}
+}
+
+// newGatedLeaver returns a gatedLeaver over a new memory backend, not
+// armed.
+func newGatedLeaver(t *testing.T) *gatedLeaver {
+	return &gatedLeaver{Backend: newMemory(t), granted: make(chan struct{}, 1), letGo: make(chan struct{})}
 }
