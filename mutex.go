@@ -92,9 +92,9 @@ func (m *Mutex) AcquireNS(ctx context.Context, key string, opts ...Option) (*Lea
 // (on a backend that keeps waiters' places, a Leaver such as the Redis
 // backend, for every Acquire under way): one the backend granted gives the
 // key back, and one that waited leaves the backend's queue, before the
-// backend closes. So Close must not be
-// called from an Observer's callback, which an Acquire may be running.
-// Calls made after Close return ErrClosed. Close is idempotent.
+// backend closes. So Close must not be called from an Observer's callback,
+// which an Acquire may be running. Calls made after Close return ErrClosed.
+// Close is idempotent.
 func (m *Mutex) Close() error {
 	if m == nil {
 		return nil
