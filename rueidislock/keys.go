@@ -43,11 +43,13 @@ func registrationsKey(key string) string {
 	return internalKey(key, registrationsMark, registrationsSlot)
 }
 
-// singleNodeKeys returns the keys of the scripts that release key on a
-// single node, and so may serve its next waiter: the key, its queue, its
-// registrations and its fencing counter.
+// singleNodeKeys returns the keys of the scripts that take and release key
+// on a single node, where a release may serve the next waiter: the key, its
+// fencing counter, its queue and its registrations, in the order of
+// acquireScript's KEYS. An Acquire makes them once, and its release uses
+// them again.
 func singleNodeKeys(key string) []string {
-	return []string{key, queueKey(key), registrationsKey(key), fenceKey(key)}
+	return []string{key, fenceKey(key), queueKey(key), registrationsKey(key)}
 }
 
 // internalKey returns the name of one of key's internal keys, told apart
@@ -100,11 +102,20 @@ func slot(key string) uint16 {
 	return crc16(key) % 16384
 }
 
-// crc16 is CRC-16/XMODEM, the checksum of Redis Cluster's key slots.
+// crc16 is CRC-16/XMODEM, the checksum of Redis Cluster's key slots, a
+// byte at a time: every Acquire names internal keys by it.
 func crc16(s string) uint16 {
 	var crc uint16
 	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
+		crc = crc<<8 ^ crc16Table[byte(crc>>8)^s[i]]
+	}
+	return crc
+}
+
+// crc16Table is the CRC of each byte value alone, for crc16.
+var crc16Table = func() (t [256]uint16) {
+	for b := range t {
+		crc := uint16(b) << 8
 		for range 8 {
 			if crc&0x8000 != 0 {
 				crc = crc<<1 ^ 0x1021
@@ -112,9 +123,10 @@ func crc16(s string) uint16 {
 				crc <<= 1
 			}
 		}
+		t[b] = crc
 	}
-	return crc
-}
+	return t
+}()
 
 var (
 	slotTagsOnce sync.Once

@@ -22,6 +22,7 @@ import (
 // the undo to cover.
 type attempt struct {
 	start  time.Time // when the attempt was sent, for Wait
+	keys   []string  // on a single node: singleNodeKeys, for the release
 	queued bool      // whether a refusal put the waiter in the key's queue
 	waiter string    // for a hand-over's grant: the registration it came from
 
@@ -160,6 +161,15 @@ func (a *attempt) mustUndo(ctx context.Context, i int) bool {
 	}
 	defer a.mu.Unlock()
 	return a.released[i] != freed
+}
+
+// singleNodeKeysOf returns singleNodeKeys(key), as att made them if it is
+// not nil.
+func singleNodeKeysOf(att *attempt, key string) []string {
+	if att != nil && att.keys != nil {
+		return att.keys
+	}
+	return singleNodeKeys(key)
 }
 
 // reply is one node's answer to a script.
@@ -330,7 +340,14 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	proposal := b.proposal()
 	proposed, _ := strconv.ParseUint(proposal, 10, 64)
 	script := acquireScript
-	keys := []string{req.Key, fenceKey(req.Key)}
+	var keys []string
+	if len(b.nodes) == 1 {
+		// Made once for the attempt and its release: the queue and the
+		// registrations are unused unless a waiter is named.
+		keys = singleNodeKeys(req.Key)
+	} else {
+		keys = []string{req.Key, fenceKey(req.Key)}
+	}
 	args := []string{owner, strconv.FormatInt(req.TTL.Milliseconds(), 10), proposal, waiter, "", ""}
 	if waiter != "" && req.Owner != "" {
 		// Not the Acquire's first attempt: an earlier one may have
@@ -343,18 +360,19 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 		// with this attempt's value, for the wait that follows.
 		args[4] = strconv.FormatInt(b.registrationLife(&req, req.Wait).Milliseconds(), 10)
 	}
-	if waiter != "" {
-		keys = append(keys, queueKey(req.Key), registrationsKey(req.Key))
+	att := &attempt{start: start}
+	if len(keys) == 4 {
+		att.keys = keys
 	}
 	if q := b.quarantine.after; q > 0 {
 		script = quarantineAcquireScript
-		if waiter == "" {
+		if len(keys) == 2 {
 			keys = append(keys, queueKey(req.Key), registrationsKey(req.Key)) // unused, in their place
 		}
-		keys = append(keys, birthKey, repairedKey)
+		// A copy: the release uses att.keys as they are.
+		keys = append(keys[:4:4], birthKey, repairedKey)
 		args = append(args, strconv.FormatInt(q.Milliseconds(), 10))
 	}
-	att := &attempt{start: start}
 	att.state = att.buf[:0]
 	if len(b.nodes) > len(att.buf) {
 		att.state = make([]nodeState, 0, len(b.nodes))
@@ -375,7 +393,7 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 			// still wait on another of the node's connections, and a grant
 			// landing after the undo stays until its TTL.
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout*releaseTimeouts)
-			script, ukeys, uargs := b.undo(req.Key, owner)
+			script, ukeys, uargs := b.undo(req.Key, owner, att)
 			script.Exec(uctx, n.client, ukeys, uargs)
 			cancel()
 		}
@@ -681,9 +699,12 @@ const releaseTimeouts = 4
 // partial grant frees nothing another owner could use, and waking waiters
 // would only make them spin. On a single node the grant held the whole
 // key, and its undo wakes the next waiter as a release does.
-func (b *Backend) undo(key, owner string) (*rueidis.Lua, []string, []string) {
+// att, if not nil, is the attempt that made the grant, whose names of the
+// key's internal keys serve again.
+func (b *Backend) undo(key, owner string, att *attempt) (*rueidis.Lua, []string, []string) {
 	if len(b.nodes) == 1 {
-		return undoWakingScript, singleNodeKeys(key), []string{owner, releasedChannel(key), "", ""}
+		keys := singleNodeKeysOf(att, key)
+		return undoWakingScript, keys, []string{owner, releasedChannel(key), "", ""}
 	}
 	return undoScript, []string{key}, []string{owner}
 }
@@ -704,10 +725,10 @@ func (b *Backend) releaseOn(ctx context.Context, nodes []int, need, want int, ke
 	)
 	switch {
 	case !notify:
-		script, keys, args = b.undo(key, owner)
+		script, keys, args = b.undo(key, owner, att)
 	case len(b.nodes) == 1:
 		// The undo's keys and arguments, sent as EVALSHA.
-		script, keys, args = b.undo(key, owner)
+		script, keys, args = b.undo(key, owner, att)
 		script, args[3] = b.releaseLua(), waiter
 	default:
 		// The release's name tells its copies from the several nodes

@@ -129,12 +129,13 @@ return 0
 // and announces the release so that waiters wake, on a single node (over
 // several, quorumReleaseScript releases).
 //
-// It takes the first waiter out of the key's queue KEYS[2] and serves it
+// It takes the first waiter out of the key's queue KEYS[3] and serves it
 // alone (see announce), or, with nobody queued, announces ARGV[3] on the
 // channel ARGV[2]; and it forgets the registration of the releasing
-// waiter ARGV[4], if any, in KEYS[3], even if the key had expired: the
+// waiter ARGV[4], if any, in KEYS[4], even if the key had expired: the
 // lease is over either way, and a registration left behind would live on
-// with every later one. KEYS[4] is the key's fencing counter.
+// with every later one. KEYS[2] is the key's fencing counter: its KEYS are
+// acquireScript's, singleNodeKeys.
 var releaseScript = rueidis.NewLuaScript(releaseLua)
 
 // quorumReleaseScript releases over several nodes, where there is no queue:
@@ -214,12 +215,12 @@ end
 
 // releaseLua is the body of releaseScript.
 const releaseLua = announceLua + `
-if KEYS[3] and ARGV[4] ~= '' then
-	redis.call('HDEL', KEYS[3], ARGV[4])
+if KEYS[4] and ARGV[4] ~= '' then
+	redis.call('HDEL', KEYS[4], ARGV[4])
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	redis.call('DEL', KEYS[1])
-	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[3])
+	announce(KEYS[1], KEYS[3], KEYS[4], KEYS[2], ARGV[2], ARGV[3])
 	return 1
 end
 return 0
@@ -273,23 +274,23 @@ redis.call('PEXPIRE', KEYS[3], ARGV[3], 'GT')
 return 1
 `)
 
-// dequeueScript takes the waiter ARGV[1] out of the queue KEYS[2] of the
-// lock key KEYS[1], and forgets its registration in KEYS[3]. If a release
+// dequeueScript takes the waiter ARGV[1] out of the queue KEYS[3] of the
+// lock key KEYS[1], and forgets its registration in KEYS[4]. If a release
 // handed the key over to that registration, the script frees the key; if
 // a release took the waiter out of the queue to wake it, and the key is
 // free, that was in vain as the waiter is leaving. Either way it serves
-// the next waiter on the channel ARGV[2], as releaseScript does; KEYS[4]
+// the next waiter on the channel ARGV[2], as releaseScript does; KEYS[2]
 // is the fencing counter.
 var dequeueScript = rueidis.NewLuaScript(announceLua + `
-local queued = redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0
-local reg = redis.call('HGET', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
+local queued = redis.call('LREM', KEYS[3], 1, ARGV[1]) > 0
+local reg = redis.call('HGET', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 local cur = redis.call('GET', KEYS[1])
 if cur and reg and string.match(reg, '^%S+') == cur then
 	redis.call('DEL', KEYS[1])
-	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], '')
+	announce(KEYS[1], KEYS[3], KEYS[4], KEYS[2], ARGV[2], '')
 elseif not cur and not queued then
-	announce(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], '')
+	announce(KEYS[1], KEYS[3], KEYS[4], KEYS[2], ARGV[2], '')
 end
 return 0
 `)
