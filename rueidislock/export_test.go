@@ -1,6 +1,8 @@
 package rueidislock
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -8,6 +10,13 @@ import (
 
 	"github.com/redis/rueidis"
 )
+
+// AcquireSHA is the SHA-1 of acquireScript: a node that answers SCRIPT
+// EXISTS for it runs an attempt's EVALSHA without a NOSCRIPT round trip.
+var AcquireSHA = func() string {
+	sum := sha1.Sum([]byte(acquireLua))
+	return hex.EncodeToString(sum[:])
+}()
 
 // ReleaseTimeouts is releaseTimeouts, for the tests' bounds.
 const ReleaseTimeouts = releaseTimeouts
