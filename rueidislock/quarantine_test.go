@@ -83,21 +83,28 @@ func s8Hold(t *testing.T, servers []*redistest.Server, a *lock.Mutex) *lock.Leas
 // log.
 func loggedArg(t *testing.T, s *redistest.Server, arg string) bool {
 	t.Helper()
+	return slices.ContainsFunc(slowLog(t, s), func(args []string) bool { return slices.Contains(args, arg) })
+}
+
+// slowLog returns the commands in s's slow log, newest first, each as its
+// command and arguments.
+func slowLog(t *testing.T, s *redistest.Server) [][]string {
+	t.Helper()
 	entries, err := s.Do("SLOWLOG", "GET", "1024").ToArray()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var cmds [][]string
 	for _, e := range entries {
 		fields, err := e.ToArray()
 		if err != nil || len(fields) < 4 {
 			continue
 		}
-		args, _ := fields[3].AsStrSlice()
-		if slices.Contains(args, arg) {
-			return true
+		if args, _ := fields[3].AsStrSlice(); len(args) > 0 {
+			cmds = append(cmds, args)
 		}
 	}
-	return false
+	return cmds
 }
 
 // waitQuarantine waits until every node has served its quarantine and

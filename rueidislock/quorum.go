@@ -703,8 +703,7 @@ const releaseTimeouts = 4
 // key's internal keys serve again.
 func (b *Backend) undo(key, owner string, att *attempt) (*rueidis.Lua, []string, []string) {
 	if len(b.nodes) == 1 {
-		keys := singleNodeKeysOf(att, key)
-		return undoWakingScript, keys, []string{owner, releasedChannel(key), "", ""}
+		return undoWakingScript, singleNodeKeysOf(att, key), []string{owner, releasedChannel(key), "", ""}
 	}
 	return undoScript, []string{key}, []string{owner}
 }
