@@ -163,8 +163,9 @@ func (a *attempt) mustUndo(ctx context.Context, i int) bool {
 	return a.released[i] != freed
 }
 
-// singleNodeKeysOf returns singleNodeKeys(key), as att made them if it is
-// not nil.
+// singleNodeKeysOf returns singleNodeKeys(key): the ones att made, if att
+// is an attempt on a single node, or new ones (for a hand-over's grant,
+// or with no attempt at hand).
 func singleNodeKeysOf(att *attempt, key string) []string {
 	if att != nil && att.keys != nil {
 		return att.keys
