@@ -341,11 +341,13 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 	proposal := b.proposal()
 	proposed, _ := strconv.ParseUint(proposal, 10, 64)
 	script := acquireScript
+	att := &attempt{start: start}
 	var keys []string
 	if len(b.nodes) == 1 {
 		// Made once for the attempt and its release: the queue and the
 		// registrations are unused unless a waiter is named.
 		keys = singleNodeKeys(req.Key)
+		att.keys = keys
 	} else {
 		keys = []string{req.Key, fenceKey(req.Key)}
 	}
@@ -360,10 +362,6 @@ func (b *Backend) acquire(ctx context.Context, req lock.Request, waiter string) 
 		// A refusal registers the waiter for a hand-over (see handover.go)
 		// with this attempt's value, for the wait that follows.
 		args[4] = strconv.FormatInt(b.registrationLife(&req, req.Wait).Milliseconds(), 10)
-	}
-	att := &attempt{start: start}
-	if len(keys) == 4 {
-		att.keys = keys
 	}
 	if q := b.quarantine.after; q > 0 {
 		script = quarantineAcquireScript
