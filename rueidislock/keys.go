@@ -49,23 +49,51 @@ func registrationsKey(key string) string {
 // acquireScript's KEYS. An Acquire makes them once, and its release uses
 // them again.
 func singleNodeKeys(key string) []string {
-	return []string{key, fenceKey(key), queueKey(key), registrationsKey(key)}
+	p := placementOf(key)
+	return []string{key, p.name(fenceMark, fenceSlot), p.name(queueMark, queueSlot), p.name(registrationsMark, registrationsSlot)}
 }
 
 // internalKey returns the name of one of key's internal keys, told apart
 // from the others by mark (or, for a key with a lone '{', by slotMark).
 func internalKey(key, mark, slotMark string) string {
-	if hasHashTag(key) {
-		// The tag comes first, so the suffix does not change the slot.
-		return key + mark
-	}
-	if !strings.Contains(key, "{") {
+	return placementOf(key).name(mark, slotMark)
+}
+
+// placement is where key's internal keys put what keeps them in key's hash
+// slot, worked out once for all of them.
+type placement struct {
+	key string
+	tag string // "{tag}" of key's slot; "" if key has a hash tag of its own
+	// first puts tag before the key: a '{' in key without a tag would
+	// swallow a tag after it.
+	first bool
+}
+
+// placementOf returns the placement of key's internal keys.
+func placementOf(key string) placement {
+	switch {
+	case hasHashTag(key):
+		// Key's own tag comes first, so a suffix does not change the slot.
+		return placement{key: key}
+	case !strings.Contains(key, "{"):
 		// The first '{' is the tag's: a short tag of the key's slot.
-		return key + mark + "{" + slotTag(slot(key)) + "}"
+		return placement{key: key, tag: slotTag(slot(key))}
+	default:
+		return placement{key: key, tag: slotTag(slot(key)), first: true}
 	}
-	// A '{' without a tag would swallow a tag after it: put a tag of the
-	// key's slot first, and keep the key for uniqueness.
-	return "{" + slotTag(slot(key)) + "}" + slotMark + key
+}
+
+// name returns the name of the internal key told apart by mark (or, when
+// the tag comes first, by slotMark, and the key after it for uniqueness).
+func (p placement) name(mark, slotMark string) string {
+	switch {
+	case p.tag == "":
+		return p.key + mark
+	case p.first:
+		return p.tag + slotMark + p.key
+	default:
+		return p.key + mark + p.tag
+	}
 }
 
 // releasedChannel returns the channel on which the release of key is
@@ -133,9 +161,9 @@ var (
 	slotTags     []string
 )
 
-// slotTag returns a short string, with no '{' or '}', whose slot is s.
-// The table is made on first use, in a few milliseconds: most keys never
-// need it.
+// slotTag returns a hash tag whose slot is s: a short string, with no '{'
+// or '}', between braces. The table is made on first use, in a few
+// milliseconds: most keys never need it.
 func slotTag(s uint16) string {
 	slotTagsOnce.Do(func() {
 		slotTags = make([]string, 16384)
@@ -143,7 +171,7 @@ func slotTag(s uint16) string {
 		for n := 0; left > 0; n++ {
 			tag := strconv.Itoa(n)
 			if i := crc16(tag) % 16384; slotTags[i] == "" {
-				slotTags[i] = tag
+				slotTags[i] = "{" + tag + "}"
 				left--
 			}
 		}

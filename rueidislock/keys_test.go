@@ -1,6 +1,7 @@
 package rueidislock
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,4 +46,29 @@ func FuzzFenceKey(f *testing.F) {
 			t.Errorf("keys %q and %q share the counter %q", a, b, fa)
 		}
 	})
+}
+
+// TestInternalKeyNames pins the names of internal keys: processes of
+// different versions of this package that lock the same key must name its
+// counter, queue and registrations alike, or they would not exclude each
+// other's fencing tokens and waiters.
+func TestInternalKeyNames(t *testing.T) {
+	for key, want := range map[string][3]string{
+		"a":            {"a\x00fence{20200}", "a\x00queue{20200}", "a\x00handover{20200}"},
+		"order:42":     {"order:42\x00fence{633}", "order:42\x00queue{633}", "order:42\x00handover{633}"},
+		"{a}":          {"{a}\x00fence", "{a}\x00queue", "{a}\x00handover"},
+		"{user:7}:job": {"{user:7}:job\x00fence", "{user:7}:job\x00queue", "{user:7}:job\x00handover"},
+		"{a{b}":        {"{a{b}\x00fence", "{a{b}\x00queue", "{a{b}\x00handover"},
+		"a{":           {"{21362}\x00fence:s\x00a{", "{21362}\x00queue:s\x00a{", "{21362}\x00handover:s\x00a{"},
+		"a{b":          {"{16189}\x00fence:s\x00a{b", "{16189}\x00queue:s\x00a{b", "{16189}\x00handover:s\x00a{b"},
+		"{}x":          {"{19354}\x00fence:s\x00{}x", "{19354}\x00queue:s\x00{}x", "{19354}\x00handover:s\x00{}x"},
+	} {
+		got := [3]string{fenceKey(key), queueKey(key), registrationsKey(key)}
+		if got != want {
+			t.Errorf("internal keys of %q = %q, want %q", key, got, want)
+		}
+		if all := singleNodeKeys(key); !slices.Equal(all, []string{key, want[0], want[1], want[2]}) {
+			t.Errorf("singleNodeKeys(%q) = %q, want the key and %q", key, all, want)
+		}
+	}
 }
