@@ -42,10 +42,30 @@ func floorClient(b *testing.B, addr string, nodes int) rueidis.Client {
 // node at once, a goroutine per node, as a quorum lock must, and holds the
 // key once a majority set it. It has no fencing, no renewal, no validity
 // and no wake-ups: a refused lock polls every 1ms.
+//
+// With fenced set, it takes the key with fencedLock instead: the floor of
+// a lock that gives fencing tokens in one round trip, as lock does.
 type floorLocker struct {
 	clients []rueidis.Client
 	next    atomic.Uint64 // makes each lock's value
+	fenced  bool
 }
+
+// fencedLock takes KEYS[1] for ARGV[1] for ARGV[2] milliseconds, as SET NX
+// PX does, and raises the counter KEYS[2] to the proposed token ARGV[3]
+// unless it is already higher: the common case of rueidislock's acquire
+// script, with none of its queue, hand-over or refusal details. It answers
+// 1 when it took the key.
+var fencedLock = rueidis.NewLuaScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+	return 0
+end
+local c = redis.call('SET', KEYS[2], ARGV[3], 'GET') or '0'
+if tonumber(ARGV[3]) <= tonumber(c) then
+	redis.call('SET', KEYS[2], c)
+end
+return 1
+`)
 
 // floorUnlock deletes KEYS[1] if it holds ARGV[1].
 var floorUnlock = rueidis.NewLuaScript(`
@@ -55,6 +75,9 @@ end
 return 0
 `)
 
+// ttlMillis is lock.DefaultTTL in milliseconds, as fencedLock reads it.
+var ttlMillis = strconv.FormatInt(lock.DefaultTTL.Milliseconds(), 10)
+
 // floorHeld is what floorLocker.lock returns.
 type floorHeld struct{ key, value string }
 
@@ -63,6 +86,12 @@ func dialFloor(b *testing.B, addrs []string, _ bool) redisLocker {
 	for _, addr := range addrs {
 		l.clients = append(l.clients, floorClient(b, addr, len(addrs)))
 	}
+	return l
+}
+
+func dialFenced(b *testing.B, addrs []string, frozen bool) redisLocker {
+	l := dialFloor(b, addrs, frozen).(*floorLocker)
+	l.fenced = true
 	return l
 }
 
@@ -93,6 +122,16 @@ func (l *floorLocker) lock(ctx context.Context, key string) (any, error) {
 	for {
 		var failed atomic.Value
 		set := l.each(func(c rueidis.Client) bool {
+			if l.fenced {
+				// The token proposed: the wall clock in microseconds,
+				// as lock proposes.
+				proposal := strconv.FormatInt(time.Now().UnixMicro(), 10)
+				n, err := fencedLock.Exec(ctx, c, []string{key, key + "\x00fence"}, []string{h.value, ttlMillis, proposal}).AsInt64()
+				if err != nil {
+					failed.Store(err)
+				}
+				return n == 1
+			}
 			err := c.Do(ctx, c.B().Set().Key(key).Value(h.value).Nx().Px(lock.DefaultTTL).Build()).Error()
 			if err != nil && !rueidis.IsRedisNil(err) {
 				failed.Store(err)

@@ -46,10 +46,10 @@ func BenchmarkRedis(b *testing.B) {
 		impls []string // by name, from redisImpls
 		run   func(b *testing.B, dial dialFunc, servers []*redistest.Server)
 	}{
-		{"uncontended1", 1, []string{"lock", "redsync", "redislock", "rueidis", "rueidis-km2", "floor"}, redisUncontended1},
-		{"uncontended16", 1, []string{"lock", "redsync", "redislock", "rueidis", "floor"}, redisUncontended16},
-		{"uncontended16-3nodes", 3, []string{"lock", "redsync", "floor"}, redisUncontended16},
-		{"uncontended16-5nodes", 5, []string{"lock", "redsync", "floor"}, redisUncontended16},
+		{"uncontended1", 1, []string{"lock", "redsync", "redislock", "rueidis", "rueidis-km2", "floor", "fenced"}, redisUncontended1},
+		{"uncontended16", 1, []string{"lock", "redsync", "redislock", "rueidis", "floor", "fenced"}, redisUncontended16},
+		{"uncontended16-3nodes", 3, []string{"lock", "redsync", "floor", "fenced"}, redisUncontended16},
+		{"uncontended16-5nodes", 5, []string{"lock", "redsync", "floor", "fenced"}, redisUncontended16},
 		{"contended8", 1, []string{"lock", "redsync", "redislock", "rueidis"}, redisContended8},
 		{"contended8-3nodes", 3, []string{"lock", "redsync"}, redisContended8},
 		{"frozen1of3", 3, []string{"lock", "redsync"}, redisFrozen1of3},
@@ -126,6 +126,7 @@ var redisImpls = map[string]dialFunc{
 	"rueidis":     dialRueidis(1),
 	"rueidis-km2": dialRueidis(2),
 	"floor":       dialFloor,
+	"fenced":      dialFenced,
 }
 
 // leaseRedis is this library: rueidislock.Dial with default options, and a
