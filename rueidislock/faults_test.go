@@ -100,6 +100,28 @@ func nodeErrors(err error) []*rueidislock.NodeError {
 	return out
 }
 
+// awaitWarm waits until every node has the acquire script and no longer
+// holds key, the key of a warm-up lease, for a test that holds the nodes'
+// replies next. Over several nodes a lease comes from a majority's grants,
+// and Release returns once those are freed: a slower node may still be
+// answering the warm-up's NOSCRIPT, and a NOSCRIPT held by the test would
+// keep its EVAL fallback, and so the test's own attempt, from ever running
+// there.
+func awaitWarm(t *testing.T, servers []*redistest.Server, key string) {
+	t.Helper()
+	if !pollUntil(5*time.Second, func() bool {
+		for _, s := range servers {
+			loaded, err := s.Do("SCRIPT", "EXISTS", rueidislock.AcquireSHA).AsIntSlice()
+			if err != nil || len(loaded) != 1 || loaded[0] != 1 || mustInt(s.Do("EXISTS", key)) != 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the warm-up lease of %q did not end on every node", key)
+	}
+}
+
 // pollUntil polls cond, a local condition no event announces, until it holds
 // or d has passed, and reports whether it held.
 func pollUntil(d time.Duration, cond func() bool) bool {

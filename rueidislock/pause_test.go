@@ -257,6 +257,7 @@ func TestS11HeldReplies(t *testing.T) {
 	} else {
 		l.Release(ctx)
 	}
+	awaitWarm(t, servers, "s11h:warm")
 	const key = "s11h:key"
 	var h locktest.History
 	var store locktest.FencedStore

@@ -533,22 +533,7 @@ func checkGrantDuringClose(t *testing.T, nodes int) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Over several nodes the lease came from the first two grants, and
-	// Release returned once they were freed: the third node may still be
-	// answering NOSCRIPT, and a NOSCRIPT held below would keep its EVAL,
-	// and so this attempt's, from ever running there. Wait until every
-	// node has the script and its grant there was undone.
-	if !pollUntil(5*time.Second, func() bool {
-		for _, s := range servers {
-			loaded, err := s.Do("SCRIPT", "EXISTS", rueidislock.AcquireSHA).AsIntSlice()
-			if err != nil || len(loaded) != 1 || loaded[0] != 1 || mustInt(s.Do("EXISTS", key)) != 0 {
-				return false
-			}
-		}
-		return true
-	}) {
-		t.Fatal("the first lease's attempt did not end on every node")
-	}
+	awaitWarm(t, servers, key)
 	for _, p := range proxies {
 		if err := p.Set(redistest.HoldReplies(time.Minute)); err != nil {
 			t.Fatal(err)
