@@ -57,14 +57,16 @@
 //     clients with the settings rueidislock.Dial gives its own (one
 //     connection, MaxFlushDelay of rueidislock.DefaultFlushDelay per
 //     node); over several nodes each call goes to every node at once, a
-//     goroutine per node, and the key is held once a majority set it. No
-//     fencing, renewal or wake-ups (it polls every 1ms). It bounds what
-//     any library can do on the host, measured in the same run.
+//     goroutine per node, a lock returns as soon as a majority set the
+//     key (as lock decides), and an unlock waits for every node. No
+//     fencing, validity, renewal, per-call timeouts or wake-ups (it polls
+//     every 1ms). It bounds what any library can do on the host, measured
+//     in the same run.
 //   - fenced: the floor with a fencing token, in the same round trip: its
 //     SET NX PX is a script that also raises the key's counter to a
 //     proposed token, as lock's acquire script does when the key is free.
-//     Still no lease, renewal, timeouts or wake-ups. It bounds what a lock
-//     that gives fencing tokens can do on the host.
+//     Still no validity, renewal, per-call timeouts or wake-ups. It bounds
+//     what a lock that gives fencing tokens can do on the host.
 //
 // The go-redis clients honour context deadlines (ContextTimeoutEnabled).
 // The shapes:

@@ -3,7 +3,6 @@ package benchmarks
 import (
 	"context"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,9 +38,10 @@ func floorClient(b *testing.B, addr string, nodes int) rueidis.Client {
 // floorLocker takes a key with SET NX PX, and frees it with a
 // compare-and-delete script: two round trips, the least a lock that frees
 // only its own key can do. Over several nodes it sends each call to every
-// node at once, a goroutine per node, as a quorum lock must, and holds the
-// key once a majority set it. It has no fencing, no renewal, no validity
-// and no wake-ups: a refused lock polls every 1ms.
+// node at once, a goroutine per node, as a quorum lock must: lock returns
+// as soon as a majority set the key, and unlock waits for every node. It
+// has no fencing, no renewal, no validity, no per-call timeout and no
+// wake-ups: a refused lock polls every 1ms.
 //
 // With fenced set, it takes the key with fencedLock instead: the floor of
 // a lock that gives fencing tokens in one round trip, as lock does.
@@ -78,8 +78,13 @@ return 0
 // ttlMillis is lock.DefaultTTL in milliseconds, as fencedLock reads it.
 var ttlMillis = strconv.FormatInt(lock.DefaultTTL.Milliseconds(), 10)
 
-// floorHeld is what floorLocker.lock returns.
-type floorHeld struct{ key, value string }
+// floorHeld is what floorLocker.lock returns. calls, over several nodes,
+// are the lock's calls, which unlock waits for, so that its call to a node
+// never overtakes the SET it must undo there.
+type floorHeld struct {
+	key, value string
+	calls      *floorCalls
+}
 
 func dialFloor(b *testing.B, addrs []string, _ bool) redisLocker {
 	l := &floorLocker{}
@@ -96,51 +101,99 @@ func dialFenced(b *testing.B, addrs []string, frozen bool) redisLocker {
 }
 
 // each runs call on every node, at once if there are several, and returns
-// how many calls succeeded.
+// how many calls succeeded once every node answered.
 func (l *floorLocker) each(call func(c rueidis.Client) bool) int {
+	set, calls := l.quorum(call)
+	return calls.wait(set)
+}
+
+// floorCalls are calls that floorLocker.quorum made to several nodes.
+type floorCalls struct {
+	ok   atomic.Int32  // the calls that succeeded so far
+	left atomic.Int32  // the calls not returned yet
+	done chan struct{} // closed when the last call returns
+}
+
+// wait returns how many of the calls succeeded, once all have returned;
+// set if there are no calls (nil: the one node's call returned).
+func (c *floorCalls) wait(set int) int {
+	if c == nil {
+		return set
+	}
+	<-c.done
+	return int(c.ok.Load())
+}
+
+// quorum runs call on every node, at once if there are several, and
+// returns once a majority of calls succeeded, or enough failed that none
+// can, how many had succeeded by then. The other calls run on, in calls.
+func (l *floorLocker) quorum(call func(c rueidis.Client) bool) (set int, calls *floorCalls) {
 	if len(l.clients) == 1 {
 		if call(l.clients[0]) {
-			return 1
+			return 1, nil
 		}
-		return 0
+		return 0, nil
 	}
-	var ok atomic.Int32
-	var wg sync.WaitGroup
+	calls = &floorCalls{done: make(chan struct{})}
+	calls.left.Store(int32(len(l.clients)))
+	replies := make(chan bool, len(l.clients))
 	for _, c := range l.clients {
-		wg.Go(func() {
-			if call(c) {
-				ok.Add(1)
+		go func() {
+			r := call(c)
+			if r {
+				calls.ok.Add(1)
 			}
-		})
+			replies <- r
+			if calls.left.Add(-1) == 0 {
+				close(calls.done)
+			}
+		}()
 	}
-	wg.Wait()
-	return int(ok.Load())
+	need, refused := len(l.clients)/2+1, 0
+	for range l.clients {
+		if <-replies {
+			set++
+		} else {
+			refused++
+		}
+		if set >= need || len(l.clients)-refused < need {
+			break
+		}
+	}
+	return set, calls
 }
 
 func (l *floorLocker) lock(ctx context.Context, key string) (any, error) {
-	h := floorHeld{key, strconv.FormatUint(l.next.Add(1), 36)}
+	value := strconv.FormatUint(l.next.Add(1), 36)
 	for {
 		var failed atomic.Value
-		set := l.each(func(c rueidis.Client) bool {
+		var proposal string
+		if l.fenced {
+			// The token proposed, the same to every node: the wall
+			// clock in microseconds, as lock proposes.
+			proposal = strconv.FormatInt(time.Now().UnixMicro(), 10)
+		}
+		set, calls := l.quorum(func(c rueidis.Client) bool {
 			if l.fenced {
-				// The token proposed: the wall clock in microseconds,
-				// as lock proposes.
-				proposal := strconv.FormatInt(time.Now().UnixMicro(), 10)
-				n, err := fencedLock.Exec(ctx, c, []string{key, key + "\x00fence"}, []string{h.value, ttlMillis, proposal}).AsInt64()
+				// The counter needs no hash tag: the nodes are not a
+				// Cluster.
+				n, err := fencedLock.Exec(ctx, c, []string{key, key + "\x00fence"}, []string{value, ttlMillis, proposal}).AsInt64()
 				if err != nil {
 					failed.Store(err)
 				}
 				return n == 1
 			}
-			err := c.Do(ctx, c.B().Set().Key(key).Value(h.value).Nx().Px(lock.DefaultTTL).Build()).Error()
+			err := c.Do(ctx, c.B().Set().Key(key).Value(value).Nx().Px(lock.DefaultTTL).Build()).Error()
 			if err != nil && !rueidis.IsRedisNil(err) {
 				failed.Store(err)
 			}
 			return err == nil
 		})
+		h := floorHeld{key, value, calls}
 		if set > len(l.clients)/2 {
 			return h, nil
 		}
+		set = calls.wait(set)
 		if err, _ := failed.Load().(error); err != nil {
 			return nil, err
 		}
@@ -157,6 +210,7 @@ func (l *floorLocker) lock(ctx context.Context, key string) (any, error) {
 
 func (l *floorLocker) unlock(ctx context.Context, held any) error {
 	h := held.(floorHeld)
+	h.calls.wait(0)
 	var failed atomic.Value
 	l.each(func(c rueidis.Client) bool {
 		if err := floorUnlock.Exec(ctx, c, []string{h.key}, []string{h.value}).Error(); err != nil {
