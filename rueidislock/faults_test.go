@@ -662,15 +662,7 @@ func TestS15OutOfMemory(t *testing.T) {
 	// The slow logs of the nodes out of memory log every command from here
 	// on, to count the attempts at the key.
 	for _, s := range servers[:2] {
-		for _, cmd := range [][]string{
-			{"CONFIG", "SET", "slowlog-log-slower-than", "0"},
-			{"CONFIG", "SET", "slowlog-max-len", "1024"},
-			{"SLOWLOG", "RESET"},
-		} {
-			if err := s.Do(cmd...).Error(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		logEveryCommand(t, s)
 	}
 	_, err = m.Acquire(ctx, "s15:two", lock.WithRetry(retries), lock.WithDelay(10*time.Millisecond), lock.WithJitter(5*time.Millisecond))
 	if !errors.Is(err, lock.ErrNotAcquired) {

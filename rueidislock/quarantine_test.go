@@ -39,15 +39,9 @@ func s8Mutex(t *testing.T, b *rueidislock.Backend, opts ...lock.Option) *lock.Mu
 func s8Hold(t *testing.T, servers []*redistest.Server, a *lock.Mutex) *lock.Lease {
 	t.Helper()
 	for _, s := range servers[3:] {
-		for _, cmd := range [][]string{
-			{"CONFIG", "SET", "slowlog-log-slower-than", "0"},
-			{"CONFIG", "SET", "slowlog-max-len", "1024"},
-			{"SLOWLOG", "RESET"},
-			{"SET", s8Key, "someone-else", "PX", "60000"},
-		} {
-			if err := s.Do(cmd...).Error(); err != nil {
-				t.Fatal(err)
-			}
+		logEveryCommand(t, s)
+		if err := s.Do("SET", s8Key, "someone-else", "PX", "60000").Error(); err != nil {
+			t.Fatal(err)
 		}
 	}
 	// Not a context with a timeout: it would bound the lease too.
@@ -84,6 +78,21 @@ func s8Hold(t *testing.T, servers []*redistest.Server, a *lock.Mutex) *lock.Leas
 func loggedArg(t *testing.T, s *redistest.Server, arg string) bool {
 	t.Helper()
 	return slices.ContainsFunc(slowLog(t, s), func(args []string) bool { return slices.Contains(args, arg) })
+}
+
+// logEveryCommand empties s's slow log and has it keep every command from
+// now on, up to the 1024 that slowLog reads.
+func logEveryCommand(t *testing.T, s *redistest.Server) {
+	t.Helper()
+	for _, cmd := range [][]string{
+		{"CONFIG", "SET", "slowlog-log-slower-than", "0"},
+		{"CONFIG", "SET", "slowlog-max-len", "1024"},
+		{"SLOWLOG", "RESET"},
+	} {
+		if err := s.Do(cmd...).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // slowLog returns the commands in s's slow log, newest first, each as its
